@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/faultline-dev/faultline/experiments"
+)
+
+func printResult(w io.Writer, r *experiments.Result) {
+	fmt.Fprintf(w, "run %s · runbook %s · environment %s\n", r.RunID, r.Runbook, r.Environment)
+	if r.Verdict == experiments.DryRun {
+		for _, p := range r.Plan {
+			fmt.Fprintf(w, "\nexperiment %s (for %s)\n", p.Name, p.Duration)
+			for _, f := range p.Faults {
+				fmt.Fprintf(w, "  fault %s (%s) would touch:\n", f.Name, f.Kind)
+				for _, t := range f.Targets {
+					fmt.Fprintf(w, "    - %s\n", t)
+				}
+			}
+			for _, g := range p.Guardrails {
+				fmt.Fprintf(w, "  guardrail %s: %s, every %s, breach after %s\n", g.Name, g.Describe, g.Interval, g.For)
+			}
+			for _, g := range p.Hypothesis {
+				fmt.Fprintf(w, "  hypothesis %s: %s, every %s\n", g.Name, g.Describe, g.Interval)
+			}
+		}
+		fmt.Fprintln(w, "\ndry run: nothing was touched")
+		return
+	}
+	for _, x := range r.Experiments {
+		fmt.Fprintf(w, "\nexperiment %s: %s", x.Name, x.Verdict)
+		if x.Reason != "" {
+			fmt.Fprintf(w, " — %s", x.Reason)
+		}
+		fmt.Fprintln(w)
+		for _, f := range x.Faults {
+			fmt.Fprintf(w, "  fault %s (%s): %s\n", f.Name, f.Kind, strings.Join(f.Targets, ", "))
+			if f.AppliedAt != nil {
+				fmt.Fprintf(w, "    applied %s", f.AppliedAt.Format("15:04:05.000"))
+				if f.RevertedAt != nil {
+					fmt.Fprintf(w, ", reverted %s (after %s)", f.RevertedAt.Format("15:04:05.000"), f.RevertedAt.Sub(*f.AppliedAt).Round(time.Millisecond))
+				}
+				fmt.Fprintln(w)
+			}
+			for _, a := range f.Applied {
+				fmt.Fprintf(w, "    %s\n", a)
+			}
+			if len(f.Events) > 0 {
+				fmt.Fprintf(w, "    %d further action(s) during the window\n", len(f.Events))
+			}
+			if f.Error != "" {
+				fmt.Fprintf(w, "    error: %s\n", f.Error)
+			}
+		}
+		for _, g := range append(append([]experiments.GuardrailResult{}, x.Guardrails...), x.Hypothesis...) {
+			failed := 0
+			for _, o := range g.Observations {
+				if !o.Pass {
+					failed++
+				}
+			}
+			state := "held"
+			if g.Breached {
+				state = "BREACHED"
+			}
+			fmt.Fprintf(w, "  guardrail %s: %s (%d evaluations, %d failing)", g.Name, state, len(g.Observations), failed)
+			if g.Blind {
+				fmt.Fprint(w, " — could not see its source at times")
+			}
+			fmt.Fprintln(w)
+		}
+		if x.Recovery != nil {
+			if x.Recovery.Recovered {
+				fmt.Fprintf(w, "  recovered in %s (objective %s)\n", x.Recovery.TimeToRecover, x.Recovery.Within)
+			} else {
+				fmt.Fprintf(w, "  did NOT recover within %s\n", x.Recovery.Within)
+			}
+		}
+	}
+	if r.Halt != nil && r.Halt.LastRevertedAt != nil {
+		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "\nverdict: %s (exit %d)", r.Verdict, r.ExitCode)
+	if r.Reason != "" && len(r.Experiments) == 0 {
+		fmt.Fprintf(w, " — %s", r.Reason)
+	}
+	fmt.Fprintln(w)
+}
+
+// statusLine redraws one line on a terminal with the phase, the time left and guardrail health.
+type statusLine struct {
+	w          io.Writer
+	mu         sync.Mutex
+	phase, exp string
+	since      time.Time
+	length     time.Duration
+	guards     map[string]string
+	order      []string
+	lastDraw   time.Time
+}
+
+func newStatusLine(w io.Writer) *statusLine {
+	f, ok := w.(interface{ Fd() uintptr })
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return &statusLine{w: w, guards: map[string]string{}}
+}
+
+func (s *statusLine) update(p experiments.Progress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.Guardrail != "" && p.Obs != nil {
+		if _, ok := s.guards[p.Guardrail]; !ok {
+			s.order = append(s.order, p.Guardrail)
+		}
+		mark := "ok"
+		if !p.Obs.Pass {
+			mark = "FAIL"
+		}
+		s.guards[p.Guardrail] = mark
+	} else {
+		s.phase, s.exp, s.since, s.length = p.Phase, p.Experiment, p.Since, p.Duration
+	}
+	// Throttle: a 250 ms guardrail must not turn the terminal into a strobe light.
+	if time.Since(s.lastDraw) < 100*time.Millisecond && p.Guardrail != "" {
+		return
+	}
+	s.lastDraw = time.Now()
+	line := fmt.Sprintf("[%s] %s", s.phase, s.exp)
+	if !s.since.IsZero() {
+		el := time.Since(s.since).Round(time.Second)
+		line += fmt.Sprintf(" %s", el)
+		if s.length > 0 {
+			line += fmt.Sprintf("/%s (%s left)", s.length, max(0, s.length-el).Round(time.Second))
+		}
+	}
+	for _, g := range s.order {
+		line += fmt.Sprintf(" · %s %s", g, s.guards[g])
+	}
+	fmt.Fprintf(s.w, "\r\033[K%s", line)
+}
+
+func (s *statusLine) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprint(s.w, "\r\033[K")
+}

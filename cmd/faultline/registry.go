@@ -1,0 +1,24 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/process"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+// registry lists every injector compiled into this build. It is the one place that names
+// concrete fault kinds; the engine and recover only see the registry.
+func registry() (*injectors.Registry, error) {
+	all := []injectors.Injector{
+		process.Kill{},
+		process.Pause{},
+	}
+	return injectors.NewRegistry(all...)
+}
+
+// probes lists every guardrail probe compiled into this build.
+func probes(log *slog.Logger) (safety.Probes, safety.ProbeEnv) {
+	return safety.DefaultProbes(), safety.ProbeEnv{Logger: log}
+}

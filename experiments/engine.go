@@ -1,0 +1,232 @@
+// Package experiments is the lifecycle engine: preflight, steady state, inject, observe, revert,
+// verdict. It knows injectors and guardrails only through their interfaces.
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/internal/metrics"
+	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+// Engine runs runbooks. Build one per process; Run may be called concurrently (the daemon does).
+type Engine struct {
+	Injectors *injectors.Registry
+	Probes    safety.Probes
+	ProbeEnv  safety.ProbeEnv
+	// InjectorEnv is the base environment handed to injectors; RunID, Policy and Environment are
+	// filled in per run.
+	InjectorEnv injectors.Env
+	Ledger      *safety.Ledger
+	Logger      *slog.Logger
+	Metrics     *metrics.Metrics
+	// Preflight checks run before anything is resolved or touched (host allow-list, golden-copy
+	// guard); a *injectors.RefusedError from one refuses the run with exit 4.
+	Preflight []Preflight
+	// Progress, when set, is told about phase changes and observations (the TTY status line).
+	Progress func(Progress)
+	// Hook is called at named points of the inject path: "before-record", "after-record" and
+	// "after-apply". Crash-safety tests use it to stop the process exactly there; nil otherwise.
+	Hook func(point string)
+	// RevertTimeout bounds the revert of one experiment's faults (default 2m).
+	RevertTimeout time.Duration
+	// RecoveryWindow is the after-phase window used when an experiment sets no recovery (default 30s).
+	RecoveryWindow time.Duration
+}
+
+// Preflight is a check made before a run touches anything.
+type Preflight func(ctx context.Context, rb *runbooks.Runbook) error
+
+// HaltRequest is the cause attached to a cancelled run context when someone asked to halt
+// (a signal, `faultline halt`, the daemon's API or the end of a schedule window).
+type HaltRequest struct {
+	Source string // signal, operator, window
+	Reason string
+}
+
+func (h *HaltRequest) Error() string {
+	return fmt.Sprintf("halt requested (%s): %s", h.Source, h.Reason)
+}
+
+// breachCause cancels the fault window when a guardrail breaches.
+type breachCause struct{ b safety.Breach }
+
+func (c *breachCause) Error() string { return "guardrail " + c.b.Guardrail + " breached" }
+
+var errWindowEnded = errors.New("fault window ended")
+
+// RunOptions vary one run.
+type RunOptions struct {
+	RunID  string
+	DryRun bool
+}
+
+// NewRunID returns a short random run ID; short because injectors embed it in names with tight
+// limits (iptables chain names are at most 28 characters).
+func NewRunID() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run executes a validated runbook and returns its result; it never returns with a fault applied
+// unless the result says revert-incomplete (and the ledger lists what remains).
+func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions) *Result {
+	if opts.RunID == "" {
+		opts.RunID = NewRunID()
+	}
+	res := &Result{RunID: opts.RunID, Runbook: rb.Metadata.Name, Environment: rb.Environment.Name, StartedAt: time.Now(), Verdict: Passed}
+	log := e.logger().With("run", opts.RunID, "runbook", rb.Metadata.Name)
+	defer func() {
+		res.EndedAt = time.Now()
+		res.ExitCode = res.Verdict.ExitCode()
+		log.Info("run finished", "verdict", res.Verdict, "exit", res.ExitCode, "reason", res.Reason)
+	}()
+
+	fail := func(v Verdict, err error) *Result {
+		res.Verdict, res.Reason = v, err.Error()
+		return res
+	}
+	e.progress(Progress{Phase: "preflight", RunID: opts.RunID})
+	for _, pf := range e.Preflight {
+		if err := pf(ctx, rb); err != nil {
+			return fail(classify(err), fmt.Errorf("preflight: %w", err))
+		}
+	}
+	guards, err := safety.Compile(rb.Guardrails, e.Probes, e.ProbeEnv)
+	if err != nil {
+		return fail(Refused, err)
+	}
+	hyps := make([][]*safety.Guardrail, len(rb.Experiments))
+	for i, x := range rb.Experiments {
+		if hyps[i], err = safety.Compile(x.Hypothesis, e.Probes, e.ProbeEnv); err != nil {
+			return fail(Refused, fmt.Errorf("experiment %q: %w", x.Name, err))
+		}
+	}
+	env := e.InjectorEnv
+	env.RunID, env.Policy, env.Environment = opts.RunID, rb.Policy, rb.Environment
+	if env.Logger == nil {
+		env.Logger = log
+	}
+	// Every experiment is prepared up front so that a policy refusal in the third experiment
+	// stops the run before the first one touches anything. Targets are resolved again right
+	// before each experiment injects, because processes and pods come and go.
+	for i := range rb.Experiments {
+		acts, err := e.prepare(ctx, rb.Experiments[i], env)
+		if err != nil {
+			return fail(classify(err), fmt.Errorf("experiment %q: %w", rb.Experiments[i].Name, err))
+		}
+		if opts.DryRun {
+			res.Plan = append(res.Plan, plan(rb.Experiments[i], acts, guards, hyps[i]))
+		}
+	}
+	if opts.DryRun {
+		res.Verdict = DryRun
+		return res
+	}
+	for i := range rb.Experiments {
+		x := &rb.Experiments[i]
+		er := e.runExperiment(ctx, log, x, env, guards, hyps[i], res)
+		res.Experiments = append(res.Experiments, er)
+		e.Metrics.Experiment(string(er.Verdict))
+		res.Verdict = Worse(res.Verdict, er.Verdict)
+		if er.Verdict != Passed && er.Verdict != Failed {
+			res.Reason = fmt.Sprintf("experiment %q %s: %s", er.Name, er.Verdict, er.Reason)
+			break
+		}
+		if er.Verdict == Failed && res.Reason == "" {
+			res.Reason = fmt.Sprintf("experiment %q failed: %s", er.Name, er.Reason)
+		}
+		if i < len(rb.Experiments)-1 && x.PauseAfter > 0 {
+			e.progress(Progress{Phase: "pause", RunID: opts.RunID, Experiment: x.Name, Duration: x.PauseAfter.D(), Since: time.Now()})
+			if err := waitCtx(ctx, x.PauseAfter.D()); err != nil {
+				res.Verdict = Worse(res.Verdict, Halted)
+				res.Halt = haltFromCause(ctx)
+				res.Reason = "halted between experiments: " + res.Halt.Reason
+				break
+			}
+		}
+	}
+	return res
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.Default()
+	}
+	return e.Logger
+}
+
+func (e *Engine) progress(p Progress) {
+	if e.Progress != nil {
+		e.Progress(p)
+	}
+}
+
+func (e *Engine) hook(point string) {
+	if e.Hook != nil {
+		e.Hook(point)
+	}
+}
+
+// prepared pairs an action with its fault.
+type prepared struct {
+	fault runbooks.Fault
+	inj   injectors.Injector
+	act   injectors.Action
+}
+
+func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injectors.Env) ([]prepared, error) {
+	out := make([]prepared, 0, len(x.Faults))
+	for _, f := range x.Faults {
+		inj, err := e.Injectors.Get(f.Kind())
+		if err != nil {
+			return nil, &injectors.RefusedError{Rule: "fault kind", Msg: err.Error()}
+		}
+		act, err := inj.Prepare(ctx, f, env)
+		if err != nil {
+			return nil, fmt.Errorf("fault %q (%s): %w", f.Name, f.Kind(), err)
+		}
+		out = append(out, prepared{fault: f, inj: inj, act: act})
+	}
+	return out, nil
+}
+
+// classify maps an error before injection to a verdict: refusals are exit 4, the rest exit 5.
+func classify(err error) Verdict {
+	var r *injectors.RefusedError
+	if errors.As(err, &r) {
+		return Refused
+	}
+	return Aborted
+}
+
+func waitCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func haltFromCause(ctx context.Context) *Halt {
+	h := &Halt{At: time.Now(), Source: "signal", Reason: "context cancelled"}
+	var hr *HaltRequest
+	if errors.As(context.Cause(ctx), &hr) {
+		h.Source, h.Reason = hr.Source, hr.Reason
+	} else if c := context.Cause(ctx); c != nil {
+		h.Reason = c.Error()
+	}
+	return h
+}

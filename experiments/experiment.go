@@ -1,0 +1,325 @@
+package experiments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+// live is a fault that has a ledger entry (and so must be reverted, applied or not).
+type live struct {
+	p     prepared
+	entry *safety.Entry
+	res   *FaultResult
+	mu    sync.Mutex // guards entry.Record, updated by the injector's Recorder
+}
+
+func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, env injectors.Env,
+	guards, hyps []*safety.Guardrail, run *Result) (er ExperimentResult) {
+	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
+	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
+	log = log.With("experiment", x.Name)
+	defer func() { er.EndedAt = time.Now() }()
+	glog, hlog := newObsLog(guards, e), newObsLog(hyps, e)
+	defer func() { er.Guardrails, er.Hypothesis = glog.results(), hlog.results() }()
+	end := func(v Verdict, format string, args ...any) ExperimentResult {
+		er.Verdict, er.Reason = v, fmt.Sprintf(format, args...)
+		return er
+	}
+
+	acts, err := e.prepare(ctx, *x, env)
+	if err != nil {
+		return end(classify(err), "%v", err)
+	}
+	for _, a := range acts {
+		er.Faults = append(er.Faults, FaultResult{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()})
+	}
+	if err := e.checkConflicts(acts); err != nil {
+		return end(classify(err), "%v", err)
+	}
+
+	e.progress(Progress{Phase: "steady-state", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
+	okG := safety.CheckAll(ctx, guards, glog.observer("steady-state"))
+	okH := safety.CheckAll(ctx, hyps, hlog.observer("steady-state"))
+	if ctx.Err() != nil {
+		run.Halt = haltFromCause(ctx)
+		return end(Halted, "halted before injection: %s", run.Halt.Reason)
+	}
+	if !okG || !okH {
+		return end(NotStarted, "steady state did not hold (%s); nothing was injected", strings.Join(append(glog.failing(), hlog.failing()...), "; "))
+	}
+
+	// The window context ends with a cause: the duration elapsed, a guardrail breached, a
+	// sustainer failed, or the run's own context was cancelled (signal, halt, window end).
+	window, cancelWindow := context.WithCancelCause(ctx)
+	defer cancelWindow(nil)
+	e.progress(Progress{Phase: "inject", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
+	lives, injectErr := e.inject(window, x, env, acts, er.Faults)
+	if injectErr != nil {
+		cancelWindow(injectErr)
+	}
+
+	var wg sync.WaitGroup
+	var breachMu sync.Mutex
+	var hypBreaches []string
+	if injectErr == nil && window.Err() == nil {
+		e.progress(Progress{Phase: "observe", RunID: env.RunID, Experiment: x.Name, Since: time.Now(), Duration: x.Duration.D()})
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			safety.Watch(window, guards, glog.observer("during"), func(b safety.Breach) {
+				e.Metrics.Breach(b.Guardrail, b.Kind)
+				glog.markBreached(b.Guardrail)
+				// Only the first cause sticks, so the halt names the guardrail that tripped first.
+				cancelWindow(&breachCause{b})
+			})
+		}()
+		go func() {
+			defer wg.Done()
+			safety.Watch(window, hyps, hlog.observer("during"), func(b safety.Breach) {
+				e.Metrics.Breach(b.Guardrail, b.Kind)
+				hlog.markBreached(b.Guardrail)
+				breachMu.Lock()
+				hypBreaches = append(hypBreaches, fmt.Sprintf("%s: %s", b.Guardrail, b.Last.Detail))
+				breachMu.Unlock()
+			})
+		}()
+		for _, l := range lives {
+			s, ok := l.p.act.(injectors.Sustainer)
+			if !ok {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.Sustain(window, e.recorder(l), func(ev injectors.Event) {
+					l.mu.Lock()
+					l.res.Events = append(l.res.Events, ev)
+					l.mu.Unlock()
+				})
+				if err != nil && window.Err() == nil {
+					cancelWindow(fmt.Errorf("fault %q: %w", l.p.fault.Name, err))
+				}
+			}()
+		}
+		timer := time.NewTimer(x.Duration.D())
+		select {
+		case <-timer.C:
+			cancelWindow(errWindowEnded)
+		case <-window.Done():
+		}
+		timer.Stop()
+	}
+	cause := context.Cause(window)
+	haltAt := time.Now()
+	if bc, ok := cause.(*breachCause); ok {
+		haltAt = bc.b.At
+	}
+
+	// Revert with a context of its own: the run's may be cancelled already, and a revert that
+	// gives up because someone pressed ^C is the failure this tool exists to prevent.
+	e.progress(Progress{Phase: "revert", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
+	lastRevert, revertErr := e.revertAll(ctx, env, lives)
+	wg.Wait()
+
+	var bc *breachCause
+	switch {
+	case revertErr != nil:
+		er.Verdict, er.Reason = RevertIncomplete, fmt.Sprintf("%v; the ledger lists what remains: run faultline recover", revertErr)
+	case injectErr != nil:
+		er.Verdict, er.Reason = Aborted, fmt.Sprintf("%v (everything applied was reverted)", injectErr)
+	case errors.As(cause, &bc):
+		v := bc.b.Last.Value
+		run.Halt = &Halt{At: haltAt, Source: "guardrail", Guardrail: bc.b.Guardrail, Value: v, Detail: bc.b.Last.Detail,
+			Reason: fmt.Sprintf("guardrail %q breached: %s", bc.b.Guardrail, bc.b.Last.Detail)}
+		er.Verdict, er.Reason = Halted, run.Halt.Reason+" (all faults reverted)"
+	case ctx.Err() != nil:
+		run.Halt = haltFromCause(ctx)
+		run.Halt.At = haltAt
+		er.Verdict, er.Reason = Halted, run.Halt.Reason+" (all faults reverted)"
+	case cause != nil && !errors.Is(cause, errWindowEnded):
+		er.Verdict, er.Reason = Aborted, fmt.Sprintf("%v (all faults reverted)", cause)
+	case len(hypBreaches) > 0:
+		er.Verdict, er.Reason = Failed, "hypothesis deviated: "+strings.Join(hypBreaches, "; ")
+	}
+	if run.Halt != nil && er.Verdict == Halted && !lastRevert.IsZero() {
+		run.Halt.LastRevertedAt = &lastRevert
+		e.Metrics.HaltLatency(lastRevert.Sub(run.Halt.At))
+	}
+
+	// After phase: the guardrails must hold again. Skipped when the run itself was stopped.
+	if ctx.Err() == nil && len(guards) > 0 && er.Verdict != RevertIncomplete {
+		within := e.RecoveryWindow
+		if within == 0 {
+			within = 30 * time.Second
+		}
+		if x.Recovery != nil {
+			within = x.Recovery.Within.D()
+		}
+		e.progress(Progress{Phase: "after", RunID: env.RunID, Experiment: x.Name, Since: time.Now(), Duration: within})
+		actx, cancel := context.WithTimeout(ctx, within)
+		at, ok := safety.WaitHealthy(actx, guards, glog.observer("after"))
+		cancel()
+		rr := &RecoveryResult{Within: within.String(), Recovered: ok}
+		if ok {
+			rr.HealthyAt = &at
+			from := lastRevert
+			if from.IsZero() {
+				from = at
+			}
+			rr.TimeToRecover = at.Sub(from).Round(time.Millisecond).String()
+		} else if er.Verdict == Passed || er.Verdict == Failed {
+			msg := fmt.Sprintf("guardrails did not hold again within %s after revert (%s)", within, strings.Join(glog.failing(), "; "))
+			if er.Verdict == Failed {
+				er.Reason += "; " + msg
+			} else {
+				er.Reason = msg
+			}
+			er.Verdict = Failed
+		}
+		er.Recovery = rr
+	}
+	return er
+}
+
+// checkConflicts refuses to start while the ledger holds un-reverted faults on the same targets.
+func (e *Engine) checkConflicts(acts []prepared) error {
+	open, err := e.Ledger.OpenEntries()
+	if err != nil {
+		return fmt.Errorf("read ledger (nothing was injected): %w", err)
+	}
+	for _, a := range acts {
+		for _, t := range a.act.Targets() {
+			for _, o := range open {
+				if o.Kind != a.fault.Kind() || !slices.Contains(o.Targets, t) {
+					continue
+				}
+				if o.Owner.Alive() {
+					return injectors.Refusef("ledger", "%s is already under a %s fault by run %s (pid %d), which is still running", t, o.Kind, o.RunID, o.Owner.PID)
+				}
+				return injectors.Refusef("ledger", "%s still has an un-reverted %s fault from run %s (ledger entry %s): run `faultline recover` first", t, o.Kind, o.RunID, o.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// inject records and applies each fault in order. It stops at the first failure or when the window
+// ends; whatever has a ledger entry is returned for revert.
+func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult) ([]*live, error) {
+	var lives []*live
+	owner := safety.Self()
+	for i, a := range acts {
+		if ctx.Err() != nil {
+			return lives, nil
+		}
+		rec, err := a.act.Record()
+		if err != nil {
+			return lives, fmt.Errorf("fault %q: build ledger record: %w", a.fault.Name, err)
+		}
+		now := time.Now()
+		entry := &safety.Entry{
+			ID: fmt.Sprintf("%s-%s-%02d", env.RunID, x.Name, i), RunID: env.RunID, Runbook: env.Environment.Name,
+			Experiment: x.Name, Fault: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets(),
+			State: safety.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
+		}
+		e.hook("before-record")
+		if err := e.Ledger.Put(entry); err != nil {
+			return lives, fmt.Errorf("fault %q not applied: %w", a.fault.Name, err)
+		}
+		l := &live{p: a, entry: entry, res: &results[i]}
+		l.res.LedgerID, l.res.RecordedAt = entry.ID, &now
+		lives = append(lives, l)
+		e.hook("after-record")
+		if err := a.act.Apply(ctx, e.recorder(l)); err != nil {
+			l.res.Error = err.Error()
+			return lives, fmt.Errorf("apply fault %q: %w", a.fault.Name, err)
+		}
+		e.Metrics.FaultApplied(a.fault.Kind())
+		applied := time.Now()
+		l.res.AppliedAt = &applied
+		if d, ok := a.act.(injectors.Describer); ok {
+			l.res.Applied = d.Describe()
+		}
+		e.hook("after-apply")
+		if err := e.Ledger.Modify(entry.ID, func(en *safety.Entry) { en.State, en.AppliedAt = safety.StateApplied, &applied }); err != nil {
+			return lives, fmt.Errorf("fault %q applied but the ledger could not be updated: %w", a.fault.Name, err)
+		}
+	}
+	return lives, nil
+}
+
+// recorder lets an injector replace its ledger record mid-apply, durably, before the next side effect.
+func (e *Engine) recorder(l *live) injectors.Recorder {
+	return func(_ context.Context, rec json.RawMessage) error {
+		l.mu.Lock()
+		l.entry.Record = append(json.RawMessage(nil), rec...)
+		l.mu.Unlock()
+		return e.Ledger.Modify(l.entry.ID, func(en *safety.Entry) { en.Record = rec })
+	}
+}
+
+// revertAll reverts every live fault in parallel with a fresh context, then marks the ledger in one
+// commit. It returns when the last revert finished.
+func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live) (time.Time, error) {
+	if len(lives) == 0 {
+		return time.Time{}, nil
+	}
+	timeout := e.RevertTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	errs := make([]error, len(lives))
+	var wg sync.WaitGroup
+	for i, l := range lives {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.mu.Lock()
+			rec := l.entry.Record
+			l.mu.Unlock()
+			errs[i] = l.p.inj.Revert(rctx, rec, env)
+		}()
+	}
+	wg.Wait()
+	last := time.Now()
+	var failed []error
+	for i, l := range lives {
+		if errs[i] != nil {
+			l.entry.State, l.entry.LastError = safety.StateRevertFailed, errs[i].Error()
+			l.res.Error = "revert: " + errs[i].Error()
+			failed = append(failed, fmt.Errorf("revert fault %q: %w", l.p.fault.Name, errs[i]))
+		} else {
+			l.entry.State, l.entry.RevertedAt = safety.StateReverted, &last
+			l.res.RevertedAt = &last
+		}
+		if l.res.AppliedAt != nil {
+			e.Metrics.FaultReverted(l.p.fault.Kind(), errs[i] == nil)
+		}
+	}
+	entries := make([]*safety.Entry, len(lives))
+	for i, l := range lives {
+		entries[i] = l.entry
+	}
+	if err := e.Ledger.Put(entries...); err != nil {
+		// The faults are reverted; only the record of it is missing. recover will revert again,
+		// which is harmless because reverts are idempotent.
+		e.logger().Warn("faults reverted but the ledger could not be updated", "err", err)
+	}
+	if open, err := e.Ledger.OpenEntries(); err == nil {
+		e.Metrics.LedgerOutstanding(len(open))
+	}
+	return last, errors.Join(failed...)
+}

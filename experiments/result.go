@@ -1,0 +1,153 @@
+package experiments
+
+import (
+	"time"
+
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+// Verdict is the outcome of an experiment or a whole run.
+type Verdict string
+
+// Verdicts, and the exit code each maps to. The order of severity is the order of precedence
+// when a run's experiments disagree (see Worse).
+const (
+	Passed           Verdict = "passed"
+	Failed           Verdict = "failed"
+	Halted           Verdict = "halted"
+	NotStarted       Verdict = "not-started"
+	Refused          Verdict = "refused"
+	Aborted          Verdict = "aborted"
+	RevertIncomplete Verdict = "revert-incomplete"
+	DryRun           Verdict = "dry-run"
+)
+
+// ExitCode is the process exit code for a verdict; documented in the README and --help.
+func (v Verdict) ExitCode() int {
+	switch v {
+	case Passed, DryRun:
+		return 0
+	case Failed:
+		return 1
+	case Halted:
+		return 2
+	case NotStarted:
+		return 3
+	case Refused:
+		return 4
+	case Aborted:
+		return 5
+	case RevertIncomplete:
+		return 6
+	}
+	return 5
+}
+
+func severity(v Verdict) int {
+	switch v {
+	case RevertIncomplete:
+		return 7
+	case Aborted:
+		return 6
+	case Refused:
+		return 5
+	case Halted:
+		return 4
+	case NotStarted:
+		return 3
+	case Failed:
+		return 2
+	}
+	return 0
+}
+
+// Worse returns the more severe of two verdicts.
+func Worse(a, b Verdict) Verdict {
+	if severity(b) > severity(a) {
+		return b
+	}
+	return a
+}
+
+// Result is the document `faultline run --output json` prints and the daemon stores.
+type Result struct {
+	RunID       string             `json:"runId"`
+	Runbook     string             `json:"runbook"`
+	Environment string             `json:"environment"`
+	Verdict     Verdict            `json:"verdict"`
+	ExitCode    int                `json:"exitCode"`
+	Reason      string             `json:"reason,omitempty"`
+	StartedAt   time.Time          `json:"startedAt"`
+	EndedAt     time.Time          `json:"endedAt"`
+	Halt        *Halt              `json:"halt,omitempty"`
+	Experiments []ExperimentResult `json:"experiments"`
+	// Plan is set by --dry-run: exactly what would be touched, resolved against the live system now.
+	Plan []PlannedExperiment `json:"plan,omitempty"`
+}
+
+// Halt says why and when a run was halted.
+type Halt struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	// Source is "guardrail", "signal", "operator" (faultline halt / API) or "window".
+	Source    string   `json:"source"`
+	Guardrail string   `json:"guardrail,omitempty"`
+	Value     *float64 `json:"value,omitempty"`
+	Detail    string   `json:"detail,omitempty"`
+	// LastRevertedAt is when the last fault was reverted after the halt; with At it gives halt latency.
+	LastRevertedAt *time.Time `json:"lastRevertedAt,omitempty"`
+}
+
+// ExperimentResult is one experiment's part of the result.
+type ExperimentResult struct {
+	Name       string            `json:"name"`
+	Verdict    Verdict           `json:"verdict"`
+	Reason     string            `json:"reason,omitempty"`
+	StartedAt  time.Time         `json:"startedAt"`
+	EndedAt    time.Time         `json:"endedAt"`
+	Faults     []FaultResult     `json:"faults"`
+	Guardrails []GuardrailResult `json:"guardrails,omitempty"`
+	Hypothesis []GuardrailResult `json:"hypothesis,omitempty"`
+	Recovery   *RecoveryResult   `json:"recovery,omitempty"`
+}
+
+// FaultResult records one fault's life.
+type FaultResult struct {
+	Name       string            `json:"name"`
+	Kind       string            `json:"kind"`
+	LedgerID   string            `json:"ledgerId,omitempty"`
+	Targets    []string          `json:"targets"`
+	Applied    []string          `json:"applied,omitempty"`
+	RecordedAt *time.Time        `json:"recordedAt,omitempty"`
+	AppliedAt  *time.Time        `json:"appliedAt,omitempty"`
+	RevertedAt *time.Time        `json:"revertedAt,omitempty"`
+	Events     []injectors.Event `json:"events,omitempty"`
+	Error      string            `json:"error,omitempty"`
+}
+
+// GuardrailResult holds a guardrail's observations by phase.
+type GuardrailResult struct {
+	Name         string         `json:"name"`
+	Kind         string         `json:"kind"`
+	Describe     string         `json:"describe"`
+	Breached     bool           `json:"breached"`
+	Blind        bool           `json:"blind,omitempty"` // some evaluations could not see the source
+	Observations []PhasedSample `json:"observations"`
+	Truncated    int            `json:"truncated,omitempty"`
+}
+
+// PhasedSample is an observation with the lifecycle phase it was made in.
+type PhasedSample struct {
+	Phase string `json:"phase"` // steady-state, during, after
+	safety.Observation
+}
+
+// RecoveryResult is the outcome of the after phase.
+type RecoveryResult struct {
+	Within    string     `json:"within"`
+	Recovered bool       `json:"recovered"`
+	HealthyAt *time.Time `json:"healthyAt,omitempty"`
+	// TimeToRecover is from the last revert to all guardrails healthy again.
+	TimeToRecover string `json:"timeToRecover,omitempty"`
+}

@@ -1,0 +1,141 @@
+// Package injectors defines how a fault spec becomes an applied, revertible fault, and the registry
+// that maps a runbook's fault kind to the injector that handles it. The engine knows only this
+// package; each kind lives in its own file or sub-package.
+package injectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/faultline-dev/faultline/runbooks"
+)
+
+// Env is what the outside world gives an injector: the policy it must respect, a logger and the
+// run's identity. Fields for other backends (a Kubernetes client, ...) are added here as they come.
+type Env struct {
+	Logger *slog.Logger
+	// RunID identifies the run; injectors use it to name what they create (e.g. FAULTLINE-<id> chains).
+	RunID  string
+	Policy runbooks.Policy
+	// Environment is the runbook's declared environment; injectors that can verify it do.
+	Environment runbooks.Environment
+}
+
+// Injector handles one fault kind.
+type Injector interface {
+	// Kind is the name runbooks use, e.g. "process-pause".
+	Kind() string
+	// Prepare validates the spec against the live system and resolves its targets, with no side
+	// effects. What it returns is what --dry-run prints.
+	Prepare(ctx context.Context, f runbooks.Fault, env Env) (Action, error)
+	// Revert undoes a fault from its ledger record alone, so that a different process (faultline
+	// recover) can undo what a crashed run left behind. It must be idempotent and must also undo a
+	// fault that was only partly applied, or not applied at all.
+	Revert(ctx context.Context, record json.RawMessage, env Env) error
+}
+
+// Action is a prepared fault.
+type Action interface {
+	// Targets lists exactly what Apply will touch, in human-readable form ("pid 4242 (worker)").
+	Targets() []string
+	// Record is the revert state written durably to the ledger before Apply is called.
+	Record() (json.RawMessage, error)
+	// Apply injects the fault. An injector that learns more revert state while applying (an
+	// original qdisc, a listener port) calls rec before the side effect that needs it undone.
+	Apply(ctx context.Context, rec Recorder) error
+}
+
+// Recorder durably replaces the ledger record of the fault being applied.
+type Recorder func(ctx context.Context, record json.RawMessage) error
+
+// Sustainer is implemented by actions that keep acting during the fault window (a kill every
+// interval, pods kept down). Sustain blocks until ctx ends; events it reports go to the result.
+type Sustainer interface {
+	Sustain(ctx context.Context, rec Recorder, report func(Event)) error
+}
+
+// Describer is implemented by actions that can say, in words a human reads, what they put in place
+// (iptables rules, qdiscs, the latency mechanism chosen). It is called after Apply.
+type Describer interface {
+	Describe() []string
+}
+
+// Event is something an action did during the window, kept in the result document.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"`
+	Targets []string  `json:"targets,omitempty"`
+}
+
+// Registry maps kinds to injectors. It is built once, by the command, from the injectors compiled
+// in; there is no global registry.
+type Registry struct {
+	byKind map[string]Injector
+}
+
+// NewRegistry registers injectors; a kind registered twice is a programming error.
+func NewRegistry(injs ...Injector) (*Registry, error) {
+	r := &Registry{byKind: map[string]Injector{}}
+	for _, inj := range injs {
+		if _, dup := r.byKind[inj.Kind()]; dup {
+			return nil, fmt.Errorf("injector kind %q registered twice", inj.Kind())
+		}
+		r.byKind[inj.Kind()] = inj
+	}
+	return r, nil
+}
+
+// ErrUnknownKind is returned for a kind no injector handles in this build.
+var ErrUnknownKind = errors.New("unknown fault kind")
+
+// Get returns the injector for kind.
+func (r *Registry) Get(kind string) (Injector, error) {
+	inj, ok := r.byKind[kind]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (this build knows: %v)", ErrUnknownKind, kind, r.Kinds())
+	}
+	return inj, nil
+}
+
+// Kinds lists the registered kinds, sorted.
+func (r *Registry) Kinds() []string {
+	out := make([]string, 0, len(r.byKind))
+	for k := range r.byKind {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RefusedError is a refusal before anything was touched: a target outside policy, a namespace
+// that does not exist, a missing capability. The command maps it to exit code 4.
+type RefusedError struct {
+	Rule string // the rule that refused, e.g. "policy.maxTargets", "capability CAP_NET_ADMIN"
+	Msg  string
+}
+
+func (e *RefusedError) Error() string {
+	if e.Rule == "" {
+		return e.Msg
+	}
+	return fmt.Sprintf("refused by %s: %s", e.Rule, e.Msg)
+}
+
+// Refusef builds a *RefusedError.
+func Refusef(rule, format string, args ...any) error {
+	return &RefusedError{Rule: rule, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Sweeper is implemented by injectors whose faults leave named artifacts on the system (iptables
+// chains, qdiscs, listeners). `faultline recover` and every daemon start call Sweep to remove any
+// artifact that no live ledger entry owns — the leftovers of a crash that happened before the
+// ledger could say what was applied, or of an older faultline.
+type Sweeper interface {
+	// Sweep removes artifacts for which owned(runID) is false and returns what it removed.
+	Sweep(ctx context.Context, owned func(runID string) bool, env Env) ([]string, error)
+}

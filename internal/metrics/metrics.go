@@ -1,0 +1,119 @@
+// Package metrics holds faultline's own Prometheus metrics. One *Metrics is made per process on
+// a registry the command owns; every method is safe on a nil *Metrics so callers need no checks.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the collectors faultline updates.
+type Metrics struct {
+	Registry          *prometheus.Registry
+	experiments       *prometheus.CounterVec
+	activeFaults      *prometheus.GaugeVec
+	evaluations       *prometheus.CounterVec
+	breaches          *prometheus.CounterVec
+	evalDuration      *prometheus.HistogramVec
+	haltLatency       prometheus.Histogram
+	ledgerOutstanding prometheus.Gauge
+	faultsApplied     *prometheus.CounterVec
+	revertFailures    *prometheus.CounterVec
+}
+
+// New registers faultline's collectors (and the Go/process collectors) on a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		experiments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_experiments_total", Help: "Experiments finished, by verdict.",
+		}, []string{"verdict"}),
+		activeFaults: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "faultline_active_faults", Help: "Faults currently applied, by kind.",
+		}, []string{"kind"}),
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_guardrail_evaluations_total", Help: "Guardrail evaluations, by guardrail, kind and result (pass, fail, error).",
+		}, []string{"guardrail", "kind", "result"}),
+		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_guardrail_breaches_total", Help: "Guardrail breaches that halted (or failed) an experiment.",
+		}, []string{"guardrail", "kind"}),
+		evalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "faultline_guardrail_evaluation_duration_seconds", Help: "Time to evaluate a guardrail once.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"kind"}),
+		haltLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "faultline_halt_latency_seconds", Help: "Time from a halt decision to the last fault reverted.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		ledgerOutstanding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "faultline_ledger_entries_outstanding", Help: "Ledger entries not yet reverted.",
+		}),
+		faultsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_faults_applied_total", Help: "Faults applied, by kind.",
+		}, []string{"kind"}),
+		revertFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_revert_failures_total", Help: "Reverts that failed, by kind; each leaves a ledger entry for recover.",
+		}, []string{"kind"}),
+	}
+	m.Registry.MustRegister(m.experiments, m.activeFaults, m.evaluations, m.breaches, m.evalDuration,
+		m.haltLatency, m.ledgerOutstanding, m.faultsApplied, m.revertFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Experiment counts a finished experiment.
+func (m *Metrics) Experiment(verdict string) {
+	if m != nil {
+		m.experiments.WithLabelValues(verdict).Inc()
+	}
+}
+
+// FaultApplied counts an applied fault and marks it active.
+func (m *Metrics) FaultApplied(kind string) {
+	if m != nil {
+		m.faultsApplied.WithLabelValues(kind).Inc()
+		m.activeFaults.WithLabelValues(kind).Inc()
+	}
+}
+
+// FaultReverted marks a fault no longer active; failed reverts are counted.
+func (m *Metrics) FaultReverted(kind string, ok bool) {
+	if m == nil {
+		return
+	}
+	m.activeFaults.WithLabelValues(kind).Dec()
+	if !ok {
+		m.revertFailures.WithLabelValues(kind).Inc()
+	}
+}
+
+// Evaluation records one guardrail evaluation; result is pass, fail or error.
+func (m *Metrics) Evaluation(guardrail, kind, result string, d time.Duration) {
+	if m != nil {
+		m.evaluations.WithLabelValues(guardrail, kind, result).Inc()
+		m.evalDuration.WithLabelValues(kind).Observe(d.Seconds())
+	}
+}
+
+// Breach counts a breach.
+func (m *Metrics) Breach(guardrail, kind string) {
+	if m != nil {
+		m.breaches.WithLabelValues(guardrail, kind).Inc()
+	}
+}
+
+// HaltLatency records the time from halt decision to last revert.
+func (m *Metrics) HaltLatency(d time.Duration) {
+	if m != nil {
+		m.haltLatency.Observe(d.Seconds())
+	}
+}
+
+// LedgerOutstanding sets the count of open ledger entries.
+func (m *Metrics) LedgerOutstanding(n int) {
+	if m != nil {
+		m.ledgerOutstanding.Set(float64(n))
+	}
+}

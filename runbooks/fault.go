@@ -1,0 +1,68 @@
+package runbooks
+
+import "reflect"
+
+// Fault is one fault of an experiment. Exactly one of the kind fields is set; the field's `kind`
+// tag is the name the injector registry knows it by.
+type Fault struct {
+	Name string `yaml:"name,omitempty" json:"name,omitempty" doc:"Optional; defaults to the kind and index."`
+
+	ProcessKill  *ProcessKill  `yaml:"processKill,omitempty" json:"processKill,omitempty" kind:"process-kill"`
+	ProcessPause *ProcessPause `yaml:"processPause,omitempty" json:"processPause,omitempty" kind:"process-pause"`
+	Latency      *Latency      `yaml:"latency,omitempty" json:"latency,omitempty" kind:"latency"`
+	Proxy        *Proxy        `yaml:"proxy,omitempty" json:"proxy,omitempty" kind:"proxy"`
+
+	// Network faults made of iptables rules and qdiscs (injectors/network).
+	Partition      *Partition      `yaml:"partition,omitempty" json:"partition,omitempty" kind:"partition"`
+	Reject         *Reject         `yaml:"reject,omitempty" json:"reject,omitempty" kind:"reject"`
+	Loss           *Loss           `yaml:"loss,omitempty" json:"loss,omitempty" kind:"loss"`
+	ShardIsolation *ShardIsolation `yaml:"shardIsolation,omitempty" json:"shardIsolation,omitempty" kind:"shard-isolation"`
+	Bandwidth      *Bandwidth      `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty" kind:"bandwidth"`
+}
+
+// Kind returns the registry name of the fault's kind, or "" when none is set.
+func (f *Fault) Kind() string {
+	m := setMembers(f, "kind")
+	if len(m) == 0 {
+		return ""
+	}
+	return m[0].tag
+}
+
+// Spec returns the kind-specific settings (e.g. *ProcessKill).
+func (f *Fault) Spec() any {
+	m := setMembers(f, "kind")
+	if len(m) == 0 {
+		return nil
+	}
+	return m[0].value
+}
+
+// FaultKinds lists every fault kind a runbook can name, with the YAML field that selects it.
+func FaultKinds() (fields, kinds []string) {
+	for _, m := range members(reflect.TypeOf(Fault{}), "kind") {
+		fields = append(fields, m.field)
+		kinds = append(kinds, m.tag)
+	}
+	return fields, kinds
+}
+
+// ProcessTarget selects local processes by pid file or exact executable name.
+type ProcessTarget struct {
+	PidFile string  `yaml:"pidFile,omitempty" json:"pidFile,omitempty" doc:"Path of a file holding one pid."`
+	Exe     string  `yaml:"exe,omitempty" json:"exe,omitempty" doc:"Exact executable name (the base name of /proc/PID/exe, or the command name); every matching process is a candidate."`
+	Count   int     `yaml:"count,omitempty" json:"count,omitempty" doc:"Affect this many of the candidates, chosen at random. Default: all of them."`
+	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty" doc:"Affect this percentage of the candidates (rounded up, at least one). Exclusive with count."`
+}
+
+// ProcessKill sends a signal (SIGKILL by default) to processes, once or repeatedly.
+type ProcessKill struct {
+	ProcessTarget `yaml:",inline" json:",inline"`
+	Signal        string   `yaml:"signal,omitempty" json:"signal,omitempty" doc:"Signal name, e.g. SIGKILL (default), SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1."`
+	Interval      Duration `yaml:"interval,omitempty" json:"interval,omitempty" doc:"Select and signal again every interval during the fault window, the way chaos monkey keeps killing. 0 means once."`
+}
+
+// ProcessPause stops processes with SIGSTOP for the fault window and resumes them with SIGCONT on revert.
+type ProcessPause struct {
+	ProcessTarget `yaml:",inline" json:",inline"`
+}

@@ -109,6 +109,8 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.recoverCommand(),
 			m.haltCommand(),
 			m.versionCommand(),
+			m.demoCommand(),
+			m.demoServiceCommand(),
 		},
 	}
 }

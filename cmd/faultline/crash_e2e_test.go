@@ -30,14 +30,19 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 			v := startVictims(t, 1)[0]
 			h := startHealth(t)
 			state := t.TempDir()
-			rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "60s"})
+			rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "60s"})
 			var env []string
 			if c.point != "observe" {
 				env = append(env, "FAULTLINE_TEST_HOLD_AT="+c.point)
 			}
 			run := startFaultline(t, env, state, "run", rb)
 			if c.point == "observe" {
-				waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.state(t) == "T" })
+				// Mid-window: the fault is applied and the ledger says so (it flips to applied just
+				// after the side effect, so the victim's state alone would race the ledger).
+				waitFor(t, 10*time.Second, "the fault to be applied and ledgered", func() bool {
+					open := openEntries(t, state)
+					return v.State() == "T" && len(open) == 1 && open[0].State == safety.StateApplied
+				})
 			} else {
 				waitFor(t, 10*time.Second, "faultline to reach "+c.point, func() bool {
 					_, err := os.Stat(filepath.Join(state, "held-"+c.point))
@@ -49,7 +54,7 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 			}
 			<-run.done
 
-			if got := v.state(t) == "T"; got != c.stoppedAtCrash {
+			if got := v.State() == "T"; got != c.stoppedAtCrash {
 				t.Fatalf("victim stopped after crash = %v, want %v", got, c.stoppedAtCrash)
 			}
 			open := openEntries(t, state)
@@ -73,7 +78,7 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 			if out.code != 0 {
 				t.Fatalf("recover exit %d\n%s%s", out.code, out.stdout, out.stderr)
 			}
-			if st := v.state(t); st == "T" {
+			if st := v.State(); st == "T" {
 				t.Fatalf("victim still stopped after recover; recover said:\n%s", out.stdout)
 			}
 			if n := len(openEntries(t, state)); n != 0 {
@@ -83,7 +88,7 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 				t.Fatalf("recover did not report the revert:\n%s", out.stdout)
 			}
 			// And a fresh run on the same target is allowed again.
-			short := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "300ms"})
+			short := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "300ms"})
 			if again := faultline(t, state, "run", short); again.code != 0 {
 				t.Fatalf("run after recover: exit %d\n%s%s", again.code, again.stdout, again.stderr)
 			}
@@ -96,20 +101,20 @@ func TestRecoverSparesLiveRuns(t *testing.T) {
 	v := startVictims(t, 1)[0]
 	h := startHealth(t)
 	state := t.TempDir()
-	rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "60s"})
+	rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "60s"})
 	run := startFaultline(t, nil, state, "run", rb)
-	waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.state(t) == "T" })
+	waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.State() == "T" })
 
 	out := faultline(t, state, "recover")
 	if out.code != 6 || !strings.Contains(out.stdout, "still alive") {
 		t.Fatalf("recover with a live run: exit %d, want 6 and a skip notice\n%s%s", out.code, out.stdout, out.stderr)
 	}
-	if v.state(t) != "T" {
+	if v.State() != "T" {
 		t.Fatal("recover resumed the victim of a live run")
 	}
 	out = faultline(t, state, "recover", "--force")
-	if out.code != 0 || v.state(t) == "T" {
-		t.Fatalf("recover --force: exit %d, victim state %s\n%s%s", out.code, v.state(t), out.stdout, out.stderr)
+	if out.code != 0 || v.State() == "T" {
+		t.Fatalf("recover --force: exit %d, victim state %s\n%s%s", out.code, v.State(), out.stdout, out.stderr)
 	}
 	_ = run.cmd.Process.Kill()
 }

@@ -6,20 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"text/template"
 	"time"
 
 	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 )
 
 // The end-to-end tests run the real binary, as users and CI do. It is built once per test run.
@@ -114,105 +109,19 @@ func (s *started) wait(t *testing.T, d time.Duration) outcome {
 	return outcome{code: s.cmd.ProcessState.ExitCode(), stdout: s.stdout.String(), stderr: s.stderr.String()}
 }
 
-// victim is a real child process for faults to act on. Its executable is a copy of sleep with a
-// unique name, so that selecting by exe can never hit a process this test did not start.
-type victim struct {
-	cmd     *exec.Cmd
-	pidFile string
-	exe     string
-}
+// Aliases keep the end-to-end tests short; the parts themselves live in internal/testenv/local.
+type (
+	victim = local.Victim
+	health = local.Health
+)
 
-func startVictims(t *testing.T, n int) []*victim {
-	t.Helper()
-	dir := t.TempDir()
-	src, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skipf("no sleep binary: %v", err)
-	}
-	exe := fmt.Sprintf("flv%d%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	path := filepath.Join(dir, exe)
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var vs []*victim
-	for i := 0; i < n; i++ {
-		cmd := exec.Command(path, "300")
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start victim: %v", err)
-		}
-		v := &victim{cmd: cmd, exe: exe, pidFile: filepath.Join(dir, fmt.Sprintf("victim-%d.pid", i))}
-		if err := os.WriteFile(v.pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGCONT)
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-		vs = append(vs, v)
-	}
-	return vs
-}
+func startVictims(t *testing.T, n int) []*victim { return local.StartVictims(t, n) }
 
-func (v *victim) pid() int { return v.cmd.Process.Pid }
+func startHealth(t *testing.T) *health { return local.StartHealth(t) }
 
-// state reads the process state letter from /proc (T = stopped).
-func (v *victim) state(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", v.pid()))
-	if err != nil {
-		return "gone"
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return s[i+2 : i+3]
-}
-
-// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
-// health is a real HTTP server whose health the test switches.
-type health struct {
-	url     string
-	healthy atomic.Bool
-	hits    atomic.Int64
-}
-
-func startHealth(t *testing.T) *health {
-	t.Helper()
-	h := &health{}
-	h.healthy.Store(true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		h.hits.Add(1)
-		if h.healthy.Load() {
-			_, _ = io.WriteString(w, "ok")
-			return
-		}
-		http.Error(w, "down", http.StatusServiceUnavailable)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	h.url = "http://" + ln.Addr().String() + "/healthz"
-	return h
+	local.WaitFor(t, d, what, cond)
 }
 
 // runbook renders a runbook template into a temp file.

@@ -84,7 +84,7 @@ func printResult(w io.Writer, r *experiments.Result) {
 		}
 	}
 	if r.Halt != nil && r.Halt.LastRevertedAt != nil {
-		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(time.Millisecond))
+		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(10*time.Microsecond))
 	}
 	fmt.Fprintf(w, "\nverdict: %s (exit %d)", r.Verdict, r.ExitCode)
 	if r.Reason != "" && len(r.Experiments) == 0 {

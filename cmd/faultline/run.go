@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -118,16 +119,23 @@ func (m *Main) run(c *cli.Context) error {
 		}
 	}
 	if output == "json" {
-		enc := json.NewEncoder(m.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return exitWith(exitAborted, fmt.Errorf("write result: %w", err))
+		if err := printJSON(m.Stdout, res); err != nil {
+			return exitWith(exitAborted, err)
 		}
 	} else {
 		printResult(m.Stdout, res)
 	}
 	if code := verdictExit(res.Verdict); code != 0 {
 		return exitWith(code, nil)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write result: %w", err)
 	}
 	return nil
 }

@@ -31,18 +31,18 @@ func TestRunHaltsOnUnhealthyServerAndResumesProcess(t *testing.T) {
 	v := startVictims(t, 1)[0]
 	h := startHealth(t)
 	state := t.TempDir()
-	rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "60s"})
+	rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "60s"})
 	run := startFaultline(t, nil, state, "run", "--output", "json", rb)
 
-	waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.state(t) == "T" })
+	waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.State() == "T" })
 	flipped := time.Now()
-	h.healthy.Store(false)
+	h.Healthy.Store(false)
 	out := run.wait(t, 20*time.Second)
 
 	if out.code != 2 {
 		t.Fatalf("exit code = %d, want 2 (halted)\nstderr:\n%s", out.code, out.stderr)
 	}
-	if st := v.state(t); st != "S" && st != "R" {
+	if st := v.State(); st != "S" && st != "R" {
 		t.Fatalf("victim state after halt = %q, want running (S or R)", st)
 	}
 	r := out.result(t)
@@ -66,9 +66,9 @@ func TestRunHaltsOnUnhealthyServerAndResumesProcess(t *testing.T) {
 func TestSteadyStateFailureInjectsNothing(t *testing.T) {
 	v := startVictims(t, 1)[0]
 	h := startHealth(t)
-	h.healthy.Store(false)
+	h.Healthy.Store(false)
 	state := t.TempDir()
-	rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "5s"})
+	rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "5s"})
 
 	stop := make(chan struct{})
 	stopped := make(chan bool, 1)
@@ -82,7 +82,7 @@ func TestSteadyStateFailureInjectsNothing(t *testing.T) {
 				stopped <- seen
 				return
 			case <-tick.C:
-				seen = seen || v.state(t) == "T"
+				seen = seen || v.State() == "T"
 			}
 		}
 	}()
@@ -166,7 +166,7 @@ experiments:
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			state := t.TempDir()
-			rb := runbook(t, c.runbook, map[string]string{"Exe": vs[0].exe, "URL": h.url})
+			rb := runbook(t, c.runbook, map[string]string{"Exe": vs[0].Exe, "URL": h.URL})
 			out := faultline(t, state, "run", rb)
 			if out.code != 4 {
 				t.Fatalf("exit code = %d, want 4\nstdout:\n%s\nstderr:\n%s", out.code, out.stdout, out.stderr)
@@ -175,8 +175,8 @@ experiments:
 				t.Fatalf("output does not say %q\nstdout:\n%s\nstderr:\n%s", c.want, out.stdout, out.stderr)
 			}
 			for _, v := range vs {
-				if st := v.state(t); st == "T" {
-					t.Fatalf("victim %d was stopped", v.pid())
+				if st := v.State(); st == "T" {
+					t.Fatalf("victim %d was stopped", v.PID())
 				}
 			}
 			if _, err := os.Stat(filepath.Join(state, "ledger.db")); err == nil {
@@ -197,7 +197,7 @@ func TestUnwritableLedgerInjectsNothing(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(state, "ledger.db"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "5s"})
+	rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "5s"})
 	out := faultline(t, state, "run", rb)
 	if out.code != 5 {
 		t.Fatalf("exit code = %d, want 5\nstderr:\n%s", out.code, out.stderr)
@@ -205,7 +205,7 @@ func TestUnwritableLedgerInjectsNothing(t *testing.T) {
 	if !strings.Contains(out.stderr, "fault ledger") || !strings.Contains(out.stderr, "nothing was injected") {
 		t.Fatalf("stderr does not explain the ledger failure:\n%s", out.stderr)
 	}
-	if st := v.state(t); st == "T" {
+	if st := v.State(); st == "T" {
 		t.Fatal("victim was stopped without a ledger")
 	}
 }
@@ -217,9 +217,9 @@ func TestSignalAndHaltCommandRevert(t *testing.T) {
 			v := startVictims(t, 1)[0]
 			h := startHealth(t)
 			state := t.TempDir()
-			rb := runbook(t, pauseRunbook, pauseData{URL: h.url, PidFile: v.pidFile, Duration: "60s"})
+			rb := runbook(t, pauseRunbook, pauseData{URL: h.URL, PidFile: v.PidFile, Duration: "60s"})
 			run := startFaultline(t, nil, state, "run", "--output", "json", rb)
-			waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.state(t) == "T" })
+			waitFor(t, 10*time.Second, "the victim to be stopped", func() bool { return v.State() == "T" })
 			switch how {
 			case "SIGINT":
 				_ = run.cmd.Process.Signal(syscall.SIGINT)
@@ -234,7 +234,7 @@ func TestSignalAndHaltCommandRevert(t *testing.T) {
 			if out.code != 2 {
 				t.Fatalf("exit code = %d, want 2\nstderr:\n%s", out.code, out.stderr)
 			}
-			if st := v.state(t); st == "T" {
+			if st := v.State(); st == "T" {
 				t.Fatal("victim still stopped after halt")
 			}
 			r := out.result(t)
@@ -263,7 +263,7 @@ experiments:
     faults:
       - name: kill
         processKill: {exe: "{{.Exe}}", count: 1, interval: 500ms}
-`, map[string]string{"Exe": vs[0].exe})
+`, map[string]string{"Exe": vs[0].Exe})
 	out := faultline(t, state, "run", "--output", "json", rb)
 	if out.code != 0 {
 		t.Fatalf("exit %d\n%s", out.code, out.stderr)
@@ -271,7 +271,7 @@ experiments:
 	// Reap the killed children so their state reads as gone rather than zombie.
 	dead := 0
 	for _, v := range vs {
-		if v.state(t) == "Z" || v.state(t) == "gone" {
+		if v.State() == "Z" || v.State() == "gone" {
 			dead++
 		}
 	}

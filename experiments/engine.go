@@ -31,6 +31,8 @@ type Engine struct {
 	// Preflight checks run before anything is resolved or touched (host allow-list, golden-copy
 	// guard); a *injectors.RefusedError from one refuses the run with exit 4.
 	Preflight []Preflight
+	// Recorders watch how the system recovers; each gets a session per experiment.
+	Recorders []Recorder
 	// Progress, when set, is told about phase changes and observations (the TTY status line).
 	Progress func(Progress)
 	// Hook is called at named points of the inject path: "before-record", "after-record" and

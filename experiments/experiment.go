@@ -59,12 +59,17 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		return end(NotStarted, "steady state did not hold (%s); nothing was injected", strings.Join(append(glog.failing(), hlog.failing()...), "; "))
 	}
 
+	sessions, err := e.startRecorders(ctx, x, env)
+	if err != nil {
+		return end(Aborted, "start recorder: %v; nothing was injected", err)
+	}
+
 	// The window context ends with a cause: the duration elapsed, a guardrail breached, a
 	// sustainer failed, or the run's own context was cancelled (signal, halt, window end).
 	window, cancelWindow := context.WithCancelCause(ctx)
 	defer cancelWindow(nil)
 	e.progress(Progress{Phase: "inject", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
-	lives, injectErr := e.inject(window, x, env, acts, er.Faults)
+	lives, injectErr := e.inject(window, x, env, acts, er.Faults, sessions)
 	if injectErr != nil {
 		cancelWindow(injectErr)
 	}
@@ -189,7 +194,56 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}
 		er.Recovery = rr
 	}
+	e.finishRecorders(ctx, x, &er, sessions, lastRevert)
 	return er
+}
+
+func (e *Engine) startRecorders(ctx context.Context, x *runbooks.Experiment, env injectors.Env) ([]RecorderSession, error) {
+	var out []RecorderSession
+	for _, r := range e.Recorders {
+		s, err := r.Start(ctx, x, env)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Name(), err)
+		}
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// finishRecorders waits for each recording, bounded by the experiment's recovery objective (or
+// the default recovery window), and fails a passing experiment whose recovery was too slow.
+func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er *ExperimentResult, sessions []RecorderSession, lastRevert time.Time) {
+	if len(sessions) == 0 {
+		return
+	}
+	within := e.RecoveryWindow
+	if within == 0 {
+		within = 30 * time.Second
+	}
+	if x.Recovery != nil {
+		within = x.Recovery.Within.D()
+	}
+	from := lastRevert
+	if from.IsZero() {
+		from = time.Now()
+	}
+	fctx, cancel := context.WithDeadline(ctx, from.Add(within))
+	defer cancel()
+	for _, s := range sessions {
+		rec := s.Finish(fctx, from)
+		er.Recordings = append(er.Recordings, rec)
+		if !rec.Recovered && (er.Verdict == Passed || er.Verdict == Failed) {
+			msg := fmt.Sprintf("%s did not recover within %s: %s", rec.Recorder, within, rec.Reason)
+			if er.Verdict == Failed {
+				er.Reason += "; " + msg
+			} else {
+				er.Reason = msg
+			}
+			er.Verdict = Failed
+		}
+	}
 }
 
 // checkConflicts refuses to start while the ledger holds un-reverted faults on the same targets.
@@ -216,7 +270,7 @@ func (e *Engine) checkConflicts(acts []prepared) error {
 
 // inject records and applies each fault in order. It stops at the first failure or when the window
 // ends; whatever has a ledger entry is returned for revert.
-func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult) ([]*live, error) {
+func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []RecorderSession) ([]*live, error) {
 	var lives []*live
 	owner := safety.Self()
 	for i, a := range acts {
@@ -247,6 +301,9 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 		}
 		e.Metrics.FaultApplied(a.fault.Kind())
 		applied := time.Now()
+		for _, s := range sessions {
+			s.FaultApplied(a.fault.Kind(), a.act.Targets(), applied)
+		}
 		l.res.AppliedAt = &applied
 		if d, ok := a.act.(injectors.Describer); ok {
 			l.res.Applied = d.Describe()

@@ -110,6 +110,7 @@ type ExperimentResult struct {
 	Guardrails []GuardrailResult `json:"guardrails,omitempty"`
 	Hypothesis []GuardrailResult `json:"hypothesis,omitempty"`
 	Recovery   *RecoveryResult   `json:"recovery,omitempty"`
+	Recordings []Recording       `json:"recordings,omitempty"`
 }
 
 // FaultResult records one fault's life.

@@ -25,7 +25,7 @@ type Engine struct {
 	// InjectorEnv is the base environment handed to injectors; RunID, Policy and Environment are
 	// filled in per run.
 	InjectorEnv injectors.Env
-	Ledger      *safety.Ledger
+	Ledger      safety.Ledger
 	Logger      *slog.Logger
 	Metrics     *metrics.Metrics
 	// Preflight checks run before anything is resolved or touched (host allow-list, golden-copy

@@ -56,7 +56,7 @@ func (f faulty) Revert(ctx context.Context, rec json.RawMessage, env injectors.E
 	return f.Pause.Revert(ctx, rec, env)
 }
 
-func newEngine(t testing.TB, inj injectors.Injector) (*Engine, *safety.Ledger) {
+func newEngine(t testing.TB, inj injectors.Injector) (*Engine, *safety.FileLedger) {
 	t.Helper()
 	if inj == nil {
 		inj = process.Pause{}
@@ -116,7 +116,7 @@ func TestPartialApplyFailureRevertsEverything(t *testing.T) {
 	if f[2].RecordedAt != nil {
 		t.Errorf("the fault after the failure was recorded: %+v", f[2])
 	}
-	if open, _ := ledger.OpenEntries(); len(open) != 0 {
+	if open, _ := safety.OpenEntries(context.Background(), ledger); len(open) != 0 {
 		t.Errorf("%d ledger entries open", len(open))
 	}
 }
@@ -129,7 +129,7 @@ func TestRevertFailureIsRevertIncompleteAndStaysInLedger(t *testing.T) {
 	if res.Verdict != RevertIncomplete || res.ExitCode != 6 {
 		t.Fatalf("verdict %s exit %d, want revert-incomplete/6", res.Verdict, res.ExitCode)
 	}
-	open, err := ledger.OpenEntries()
+	open, err := safety.OpenEntries(context.Background(), ledger)
 	if err != nil || len(open) != 1 || open[0].State != safety.StateRevertFailed || !strings.Contains(open[0].LastError, "injected") {
 		t.Fatalf("ledger = %+v (err %v), want one revert-failed entry", open, err)
 	}

@@ -44,7 +44,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 	for _, a := range acts {
 		er.Faults = append(er.Faults, FaultResult{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()})
 	}
-	if err := e.checkConflicts(acts); err != nil {
+	if err := e.checkConflicts(ctx, acts); err != nil {
 		return end(classify(err), "%v", err)
 	}
 
@@ -247,8 +247,8 @@ func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er
 }
 
 // checkConflicts refuses to start while the ledger holds un-reverted faults on the same targets.
-func (e *Engine) checkConflicts(acts []prepared) error {
-	open, err := e.Ledger.OpenEntries()
+func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
+	open, err := safety.OpenEntries(ctx, e.Ledger)
 	if err != nil {
 		return fmt.Errorf("read ledger (nothing was injected): %w", err)
 	}
@@ -288,7 +288,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 			State: safety.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
 		}
 		e.hook("before-record")
-		if err := e.Ledger.Put(entry); err != nil {
+		if err := e.Ledger.Put(ctx, entry); err != nil {
 			return lives, fmt.Errorf("fault %q not applied: %w", a.fault.Name, err)
 		}
 		l := &live{p: a, entry: entry, res: &results[i]}
@@ -309,7 +309,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 			l.res.Applied = d.Describe()
 		}
 		e.hook("after-apply")
-		if err := e.Ledger.Modify(entry.ID, func(en *safety.Entry) { en.State, en.AppliedAt = safety.StateApplied, &applied }); err != nil {
+		if err := e.Ledger.Modify(ctx, entry.ID, func(en *safety.Entry) { en.State, en.AppliedAt = safety.StateApplied, &applied }); err != nil {
 			return lives, fmt.Errorf("fault %q applied but the ledger could not be updated: %w", a.fault.Name, err)
 		}
 	}
@@ -318,11 +318,11 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 
 // recorder lets an injector replace its ledger record mid-apply, durably, before the next side effect.
 func (e *Engine) recorder(l *live) injectors.Recorder {
-	return func(_ context.Context, rec json.RawMessage) error {
+	return func(ctx context.Context, rec json.RawMessage) error {
 		l.mu.Lock()
 		l.entry.Record = append(json.RawMessage(nil), rec...)
 		l.mu.Unlock()
-		return e.Ledger.Modify(l.entry.ID, func(en *safety.Entry) { en.Record = rec })
+		return e.Ledger.Modify(ctx, l.entry.ID, func(en *safety.Entry) { en.Record = rec })
 	}
 }
 
@@ -370,12 +370,12 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 	for i, l := range lives {
 		entries[i] = l.entry
 	}
-	if err := e.Ledger.Put(entries...); err != nil {
+	if err := e.Ledger.Put(rctx, entries...); err != nil {
 		// The faults are reverted; only the record of it is missing. recover will revert again,
 		// which is harmless because reverts are idempotent.
 		e.logger().Warn("faults reverted but the ledger could not be updated", "err", err)
 	}
-	if open, err := e.Ledger.OpenEntries(); err == nil {
+	if open, err := safety.OpenEntries(rctx, e.Ledger); err == nil {
 		e.Metrics.LedgerOutstanding(len(open))
 	}
 	return last, errors.Join(failed...)

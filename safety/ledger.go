@@ -1,6 +1,7 @@
 package safety
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,11 +89,33 @@ func processStart(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-// Ledger is the durable record of applied faults, a bbolt file. Each operation opens the file,
-// commits (bbolt fsyncs every commit) and closes it again, so that a running experiment, a second
-// `faultline run` checking for conflicts and `faultline recover` can all use one ledger; bbolt's
-// file lock serialises them.
-type Ledger struct {
+// Ledger is the durable record of applied faults. Every write must be durable when it returns:
+// the engine applies a fault only after Put returned nil. There are two backends: a bbolt file for
+// the CLI and a single daemon (FileLedger), and objects in the cluster for the daemon's
+// high-availability mode, where a new leader must revert what a dead one left.
+type Ledger interface {
+	// Put writes entries (insert or replace) in one durable step.
+	Put(ctx context.Context, entries ...*Entry) error
+	// Modify applies fn to the stored entry id and writes it back.
+	Modify(ctx context.Context, id string, fn func(*Entry)) error
+	// Entries lists entries for which keep returns true (all when keep is nil), in ID order.
+	Entries(ctx context.Context, keep func(*Entry) bool) ([]*Entry, error)
+	// Prune deletes reverted entries older than age.
+	Prune(ctx context.Context, age time.Duration) (int, error)
+	// Where names the ledger for messages (a file path, a namespace).
+	Where() string
+}
+
+// OpenEntries lists entries that may still be in effect.
+func OpenEntries(ctx context.Context, l Ledger) ([]*Entry, error) {
+	return l.Entries(ctx, func(e *Entry) bool { return e.Open() })
+}
+
+// FileLedger is a Ledger in a bbolt file. Each operation opens the file, commits (bbolt fsyncs
+// every commit) and closes it again, so that a running experiment, a second `faultline run`
+// checking for conflicts and `faultline recover` can all use one ledger; bbolt's file lock
+// serialises them.
+type FileLedger struct {
 	path    string
 	timeout time.Duration
 }
@@ -104,22 +127,34 @@ var ErrLedger = errors.New("fault ledger")
 
 // OpenLedger prepares the ledger at path, creating it and its directory. It fails if the ledger
 // cannot be written, which is the engine's signal to inject nothing.
-func OpenLedger(path string) (*Ledger, error) {
+func OpenLedger(path string) (*FileLedger, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("%w: create directory: %w", ErrLedger, err)
 	}
-	l := &Ledger{path: path, timeout: 10 * time.Second}
-	if err := l.update(func(*bolt.Bucket) error { return nil }); err != nil {
+	l := &FileLedger{path: path, timeout: 10 * time.Second}
+	if err := l.update(context.Background(), func(*bolt.Bucket) error { return nil }); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// Path is the ledger's file.
-func (l *Ledger) Path() string { return l.path }
+// Where implements Ledger: the ledger's file.
+func (l *FileLedger) Where() string { return l.path }
 
-func (l *Ledger) update(fn func(*bolt.Bucket) error) error {
-	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.timeout})
+// lockTimeout bounds the wait for bbolt's file lock by the context's deadline too.
+func (l *FileLedger) lockTimeout(ctx context.Context) time.Duration {
+	t := l.timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < t {
+		t = max(time.Until(d), time.Millisecond)
+	}
+	return t
+}
+
+func (l *FileLedger) update(ctx context.Context, fn func(*bolt.Bucket) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrLedger, err)
+	}
+	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.lockTimeout(ctx)})
 	if err != nil {
 		return fmt.Errorf("%w: open %s: %w", ErrLedger, l.path, err)
 	}
@@ -139,8 +174,11 @@ func (l *Ledger) update(fn func(*bolt.Bucket) error) error {
 	return nil
 }
 
-func (l *Ledger) view(fn func(*bolt.Bucket) error) error {
-	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.timeout, ReadOnly: true})
+func (l *FileLedger) view(ctx context.Context, fn func(*bolt.Bucket) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrLedger, err)
+	}
+	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.lockTimeout(ctx), ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("%w: open %s: %w", ErrLedger, l.path, err)
 	}
@@ -154,9 +192,9 @@ func (l *Ledger) view(fn func(*bolt.Bucket) error) error {
 	})
 }
 
-// Put writes entries (insert or replace) in one durable commit.
-func (l *Ledger) Put(entries ...*Entry) error {
-	return l.update(func(b *bolt.Bucket) error {
+// Put implements Ledger in one durable commit.
+func (l *FileLedger) Put(ctx context.Context, entries ...*Entry) error {
+	return l.update(ctx, func(b *bolt.Bucket) error {
 		for _, e := range entries {
 			v, err := json.Marshal(e)
 			if err != nil {
@@ -170,9 +208,9 @@ func (l *Ledger) Put(entries ...*Entry) error {
 	})
 }
 
-// Modify applies fn to the stored entry id and writes it back in one commit.
-func (l *Ledger) Modify(id string, fn func(*Entry)) error {
-	return l.update(func(b *bolt.Bucket) error {
+// Modify implements Ledger in one commit.
+func (l *FileLedger) Modify(ctx context.Context, id string, fn func(*Entry)) error {
+	return l.update(ctx, func(b *bolt.Bucket) error {
 		v := b.Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("entry %s not found", id)
@@ -190,10 +228,10 @@ func (l *Ledger) Modify(id string, fn func(*Entry)) error {
 	})
 }
 
-// Entries lists entries for which keep returns true (all when keep is nil), in ID order.
-func (l *Ledger) Entries(keep func(*Entry) bool) ([]*Entry, error) {
+// Entries implements Ledger.
+func (l *FileLedger) Entries(ctx context.Context, keep func(*Entry) bool) ([]*Entry, error) {
 	var out []*Entry
-	err := l.view(func(b *bolt.Bucket) error {
+	err := l.view(ctx, func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
 			var e Entry
 			if err := json.Unmarshal(v, &e); err != nil {
@@ -208,16 +246,11 @@ func (l *Ledger) Entries(keep func(*Entry) bool) ([]*Entry, error) {
 	return out, err
 }
 
-// OpenEntries lists entries that may still be in effect.
-func (l *Ledger) OpenEntries() ([]*Entry, error) {
-	return l.Entries(func(e *Entry) bool { return e.Open() })
-}
-
-// Prune deletes reverted entries older than age, keeping the file small.
-func (l *Ledger) Prune(age time.Duration) (int, error) {
+// Prune implements Ledger, keeping the file small.
+func (l *FileLedger) Prune(ctx context.Context, age time.Duration) (int, error) {
 	cutoff := time.Now().Add(-age)
 	n := 0
-	err := l.update(func(b *bolt.Bucket) error {
+	err := l.update(ctx, func(b *bolt.Bucket) error {
 		var del [][]byte
 		err := b.ForEach(func(k, v []byte) error {
 			var e Entry

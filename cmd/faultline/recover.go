@@ -64,9 +64,9 @@ type recoverSummary struct {
 
 // recoverAll reverts open ledger entries and sweeps unowned artifacts. Used by `recover` and at
 // every daemon start.
-func recoverAll(ctx context.Context, ledger *safety.Ledger, reg *injectors.Registry, env injectors.Env, force, dryRun bool) (recoverSummary, error) {
+func recoverAll(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry, env injectors.Env, force, dryRun bool) (recoverSummary, error) {
 	var sum recoverSummary
-	open, err := ledger.OpenEntries()
+	open, err := safety.OpenEntries(ctx, ledger)
 	if err != nil {
 		return sum, err
 	}
@@ -90,7 +90,7 @@ func recoverAll(ctx context.Context, ledger *safety.Ledger, reg *injectors.Regis
 		}
 		rerr := inj.Revert(context.WithoutCancel(ctx), e.Record, env)
 		now := time.Now()
-		merr := ledger.Modify(e.ID, func(en *safety.Entry) {
+		merr := ledger.Modify(context.WithoutCancel(ctx), e.ID, func(en *safety.Entry) {
 			if rerr != nil {
 				en.State, en.LastError = safety.StateRevertFailed, rerr.Error()
 				return
@@ -123,7 +123,7 @@ func recoverAll(ctx context.Context, ledger *safety.Ledger, reg *injectors.Regis
 				sum.lines = append(sum.lines, fmt.Sprintf("removed leftover %s (%s) owned by no ledger entry", r, k))
 			}
 		}
-		if _, err := ledger.Prune(7 * 24 * time.Hour); err != nil {
+		if _, err := ledger.Prune(ctx, 7*24*time.Hour); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,7 @@ func openEntries(t *testing.T, stateDir string) []*safety.Entry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, err := l.OpenEntries()
+	open, err := safety.OpenEntries(context.Background(), l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +103,13 @@ func TestSteadyStateFailureInjectsNothing(t *testing.T) {
 	if !strings.Contains(r.Reason, "steady state did not hold") || !strings.Contains(r.Reason, "status 503") {
 		t.Fatalf("reason = %q, want it to name the failing guardrail", r.Reason)
 	}
-	entries, err := mustLedger(t, state).Entries(nil)
+	entries, err := mustLedger(t, state).Entries(context.Background(), nil)
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("ledger has %d entries (err %v), want none", len(entries), err)
 	}
 }
 
-func mustLedger(t *testing.T, state string) *safety.Ledger {
+func mustLedger(t *testing.T, state string) *safety.FileLedger {
 	t.Helper()
 	l, err := safety.OpenLedger(filepath.Join(state, "ledger.db"))
 	if err != nil {

@@ -1,0 +1,88 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// maxWait re-arms long waits so a wall-clock step (NTP, VM resume) delays a start
+// by at most this much: timers run on the monotonic clock, starts on the wall clock.
+const maxWait = time.Minute
+
+// Loop starts runs of c until ctx ends, returning ctx.Err(). At each start time it
+// skips the start if paused() reports true or the time is no longer permitted
+// (the clock jumped into a blackout or past a window), and enforces
+// MaxRunsPerDay over the starts it made. start may block; missed start times are
+// not caught up. A start error wrapping ErrSkipped is not counted; any other
+// error ends the loop. paused may be nil; rng (chaos-monkey mode) must not be
+// used by other goroutines meanwhile.
+func Loop(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
+	start func(ctx context.Context, scheduled time.Time) error, paused func() bool) error {
+	if clk == nil || c == nil || start == nil {
+		return errors.New("schedule loop: clock, schedule and start are required")
+	}
+	var starts []time.Time // this process's starts; only the last two days matter to the cap
+	after := clk.Now()
+	for {
+		next := c.nextCapped(after, rng, starts)
+		if next.IsZero() {
+			return fmt.Errorf("schedule %q after %s: %w", c.spec.Name, after.Format(time.RFC3339), ErrNoStart)
+		}
+		if err := waitUntil(ctx, clk, next); err != nil {
+			return err
+		}
+		now := clk.Now()
+		after = later(next, now)
+		if !c.Permitted(now) || (paused != nil && paused()) {
+			continue
+		}
+		err := start(ctx, next)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		switch {
+		case errors.Is(err, ErrSkipped):
+		case err != nil:
+			return fmt.Errorf("schedule %q: start at %s: %w", c.spec.Name, next.Format(time.RFC3339), err)
+		default:
+			starts = append(recent(starts, next), next)
+		}
+		after = later(after, clk.Now())
+	}
+}
+
+func waitUntil(ctx context.Context, clk Clock, at time.Time) error {
+	for {
+		d := at.Sub(clk.Now())
+		if d <= 0 {
+			return nil
+		}
+		t := clk.NewTimer(min(d, maxWait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// recent drops starts more than two days before t; no calendar day is longer.
+func recent(starts []time.Time, t time.Time) []time.Time {
+	cut := t.Add(-48 * time.Hour)
+	i := 0
+	for i < len(starts) && starts[i].Before(cut) {
+		i++
+	}
+	return starts[i:]
+}

@@ -47,11 +47,20 @@ func (e *Entry) Open() bool { return e.State != StateReverted }
 
 // Owner identifies the process that applied a fault, so that recover leaves a live run alone.
 type Owner struct {
+	// ID names the owner where a pid means nothing to others: a daemon replica's identity.
+	ID   string `json:"id,omitempty"`
 	PID  int    `json:"pid"`
 	Host string `json:"host"`
 	// Start is the process's start time in clock ticks since boot (/proc/PID/stat field 22); with the
 	// pid it tells a live owner from an unrelated process that reused the pid.
 	Start uint64 `json:"start"`
+}
+
+func (o Owner) String() string {
+	if o.ID != "" {
+		return fmt.Sprintf("%s, pid %d on %s", o.ID, o.PID, o.Host)
+	}
+	return fmt.Sprintf("pid %d on %s", o.PID, o.Host)
 }
 
 // Alive reports whether the owner process still runs on this host.

@@ -1,0 +1,66 @@
+// Package daemon is `faultline daemon`: schedules from a config file, leader election, a ledger
+// that survives the leader, the HTTP API and history.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/faultline-dev/faultline/experiments"
+)
+
+// Control is what the HTTP API drives. The daemon implements it; the API package only sees this.
+type Control interface {
+	// Schedules lists the configured schedules with their next start times.
+	Schedules() []ScheduleStatus
+	// Active lists runs in progress.
+	Active() []RunSummary
+	// Trigger starts a run of a configured runbook now (by schedule name or runbook path), outside
+	// the schedule but inside the same policy: a blackout or a paused daemon refuses it.
+	Trigger(ctx context.Context, runbook, who string) (runID string, err error)
+	// Halt halts one running run; every fault of it is reverted before the run's result is stored.
+	Halt(runID, reason, who string) error
+	// HaltAll is the kill switch: halt every running run. It returns the runs halted.
+	HaltAll(reason, who string) []string
+	// Pause stops scheduling (running runs continue unless halted); Resume starts it again.
+	Pause(who string)
+	Resume(who string)
+	Paused() bool
+	// Leader reports whether this replica is the one that schedules.
+	Leader() bool
+	// Ready reports whether startup recovery has finished (the ledger is clean or owned).
+	Ready() bool
+}
+
+// ScheduleStatus is a schedule as the API shows it.
+type ScheduleStatus struct {
+	Name      string     `json:"name"`
+	Runbook   string     `json:"runbook"`
+	Mode      string     `json:"mode"` // cron or chaos-monkey
+	Spec      string     `json:"spec"` // the cron expression or the mean time between runs
+	NextStart *time.Time `json:"nextStart,omitempty"`
+	InWindow  bool       `json:"inWindow"`
+	Blackout  string     `json:"blackout,omitempty"`
+	RunsToday int        `json:"runsToday"`
+}
+
+// RunSummary is a run as lists show it; the full result document is in history.
+type RunSummary struct {
+	RunID     string              `json:"runId"`
+	Schedule  string              `json:"schedule,omitempty"`
+	Runbook   string              `json:"runbook"`
+	Trigger   string              `json:"trigger"` // schedule, api
+	StartedAt time.Time           `json:"startedAt"`
+	EndedAt   *time.Time          `json:"endedAt,omitempty"`
+	Verdict   experiments.Verdict `json:"verdict,omitempty"`
+	ExitCode  int                 `json:"exitCode"`
+	Reason    string              `json:"reason,omitempty"`
+}
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound  = errors.New("not found")           // 404
+	ErrConflict  = errors.New("conflict")            // 409: blackout, paused, forbid-concurrency, not leader
+	ErrForbidden = errors.New("forbidden by policy") // 403
+)

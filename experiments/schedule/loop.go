@@ -21,34 +21,45 @@ const maxWait = time.Minute
 // used by other goroutines meanwhile.
 func Loop(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
 	start func(ctx context.Context, scheduled time.Time) error, paused func() bool) error {
+	return LoopNotify(ctx, clk, c, rng, start, paused, nil)
+}
+
+// LoopNotify is Loop that also tells next (when not nil) each start time it decides on, before
+// waiting for it: the daemon shows it in `faultline status`, where a chaos-monkey start could not
+// be recomputed because it is random.
+func LoopNotify(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
+	start func(ctx context.Context, scheduled time.Time) error, paused func() bool, next func(time.Time)) error {
 	if clk == nil || c == nil || start == nil {
 		return errors.New("schedule loop: clock, schedule and start are required")
 	}
 	var starts []time.Time // this process's starts; only the last two days matter to the cap
 	after := clk.Now()
 	for {
-		next := c.nextCapped(after, rng, starts)
-		if next.IsZero() {
+		at := c.nextCapped(after, rng, starts)
+		if at.IsZero() {
 			return fmt.Errorf("schedule %q after %s: %w", c.spec.Name, after.Format(time.RFC3339), ErrNoStart)
 		}
-		if err := waitUntil(ctx, clk, next); err != nil {
+		if next != nil {
+			next(at)
+		}
+		if err := waitUntil(ctx, clk, at); err != nil {
 			return err
 		}
 		now := clk.Now()
-		after = later(next, now)
+		after = later(at, now)
 		if !c.Permitted(now) || (paused != nil && paused()) {
 			continue
 		}
-		err := start(ctx, next)
+		err := start(ctx, at)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
 		switch {
 		case errors.Is(err, ErrSkipped):
 		case err != nil:
-			return fmt.Errorf("schedule %q: start at %s: %w", c.spec.Name, next.Format(time.RFC3339), err)
+			return fmt.Errorf("schedule %q: start at %s: %w", c.spec.Name, at.Format(time.RFC3339), err)
 		default:
-			starts = append(recent(starts, next), next)
+			starts = append(recent(starts, at), at)
 		}
 		after = later(after, clk.Now())
 	}

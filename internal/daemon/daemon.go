@@ -1,0 +1,354 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/experiments/schedule"
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/internal/metrics"
+	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+// Results stores finished runs (the history store implements it).
+type Results interface {
+	Save(ctx context.Context, sum RunSummary, res *experiments.Result) error
+}
+
+// Claimer makes a scheduled start happen once across replicas: Claim succeeds for exactly one
+// caller per (schedule, start time). Nil means a single replica, where claims are not needed.
+type Claimer interface {
+	Claim(ctx context.Context, schedule string, at time.Time, by string) (bool, error)
+}
+
+// Options are the daemon's parts, assembled by the command.
+type Options struct {
+	Config   *LoadedConfig
+	Engine   *experiments.Engine // its Ledger is the daemon's ledger
+	Registry *injectors.Registry
+	Env      injectors.Env
+	Results  Results
+	Claimer  Claimer
+	Clock    schedule.Clock
+	Logger   *slog.Logger
+	Metrics  *metrics.Daemon
+	// Identity names this replica in ledger entries, claims and the Lease.
+	Identity string
+	// Elect runs leader election: it calls lead with a context that ends when leadership is lost,
+	// and returns when ctx ends. Nil means this replica always leads (a single daemon).
+	Elect func(ctx context.Context, lead func(ctx context.Context)) error
+	// Orphaned reports whether a ledger entry's owner is gone (used when taking the lead).
+	// Nil means the local process check.
+	Orphaned func(safety.Owner) bool
+}
+
+// Daemon schedules runs, serves Control, and keeps the ledger clean.
+type Daemon struct {
+	o    Options
+	log  *slog.Logger
+	gate schedule.Gate
+
+	paused, leader, ready atomic.Bool
+
+	mu    sync.Mutex
+	runs  map[string]*activeRun
+	next  map[string]time.Time
+	today map[string][]time.Time
+	base  context.Context // the daemon's lifetime; runs derive from it, not from API requests
+}
+
+type activeRun struct {
+	sum    RunSummary
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// New returns a daemon; Run starts it.
+func New(o Options) *Daemon {
+	if o.Clock == nil {
+		o.Clock = schedule.RealClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Daemon{o: o, log: o.Logger, runs: map[string]*activeRun{}, next: map[string]time.Time{}, today: map[string][]time.Time{}}
+}
+
+// Run recovers the ledger, then schedules while this replica leads, until ctx ends. On the way
+// out every running run is halted and reverted.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.base = ctx
+	d.mu.Unlock()
+	defer d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
+
+	if d.o.Elect == nil {
+		// A single daemon owns its ledger: whatever is open belongs to a dead process.
+		if err := d.recover(ctx, nil); err != nil {
+			return fmt.Errorf("startup recovery: %w", err)
+		}
+		d.ready.Store(true)
+		d.leader.Store(true)
+		d.o.Metrics.SetLeader(true)
+		d.schedule(ctx)
+		return nil
+	}
+	d.ready.Store(true)
+	return d.o.Elect(ctx, func(lctx context.Context) {
+		d.log.Info("became leader", "identity", d.o.Identity)
+		// The previous leader may have died mid-experiment: its faults are ours to revert before
+		// anything new is scheduled.
+		if err := d.recover(lctx, d.o.Orphaned); err != nil {
+			d.log.Error("recovering orphaned faults", "err", err)
+		}
+		d.leader.Store(true)
+		d.o.Metrics.SetLeader(true)
+		d.schedule(lctx)
+		d.leader.Store(false)
+		d.o.Metrics.SetLeader(false)
+		d.haltAll(&experiments.HaltRequest{Source: "leadership", Reason: "this replica lost the lease"})
+		d.log.Info("stopped leading", "identity", d.o.Identity)
+	})
+}
+
+func (d *Daemon) recover(ctx context.Context, orphaned func(safety.Owner) bool) error {
+	opts := experiments.RecoverOptions{}
+	if orphaned != nil {
+		opts.Live = func(o safety.Owner) bool { return !orphaned(o) }
+	}
+	sum, err := experiments.Recover(ctx, d.o.Engine.Ledger, d.o.Registry, d.o.Env, opts)
+	for _, l := range sum.Lines {
+		d.log.Info("recover: " + l)
+	}
+	return err
+}
+
+// schedule runs one loop per schedule until ctx ends.
+func (d *Daemon) schedule(ctx context.Context) {
+	var wg sync.WaitGroup
+	for name, c := range d.o.Config.Compiled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+			err := schedule.LoopNotify(ctx, d.o.Clock, c, rng, func(lctx context.Context, at time.Time) error {
+				return d.scheduledStart(lctx, name, c, at)
+			}, d.paused.Load, func(at time.Time) {
+				d.mu.Lock()
+				d.next[name] = at
+				d.mu.Unlock()
+				d.o.Metrics.NextStart(name, at)
+			})
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("schedule stopped", "schedule", name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// scheduledStart claims the start, admits it through the concurrency gate and runs it to the end,
+// halting it if it would overrun its window or run into a blackout.
+func (d *Daemon) scheduledStart(ctx context.Context, name string, c *schedule.Compiled, at time.Time) error {
+	if d.o.Claimer != nil {
+		ok, err := d.o.Claimer.Claim(ctx, name, at, d.o.Identity)
+		if err != nil {
+			d.log.Error("claim scheduled start", "schedule", name, "at", at, "err", err)
+			return fmt.Errorf("claim: %w", schedule.ErrSkipped)
+		}
+		if !ok {
+			d.log.Info("scheduled start already claimed by another replica", "schedule", name, "at", at)
+			return fmt.Errorf("claimed elsewhere: %w", schedule.ErrSkipped)
+		}
+	}
+	release, err := c.Admit(ctx, &d.gate)
+	if err != nil {
+		d.log.Info("scheduled start skipped", "schedule", name, "at", at, "err", err)
+		return err
+	}
+	defer release()
+	var deadline *time.Time
+	if end, ok := c.Deadline(d.o.Clock.Now()); ok {
+		deadline = &end
+	}
+	ar := d.start(name, d.o.Config.Runbooks[name], "schedule", deadline)
+	<-ar.done
+	return nil
+}
+
+// start launches a run; it returns at once.
+func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string, deadline *time.Time) *activeRun {
+	runID := experiments.NewRunID()
+	d.mu.Lock()
+	base := d.base
+	d.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(base)
+	if deadline != nil {
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadlineCause(ctx, *deadline, &experiments.HaltRequest{Source: "window",
+			Reason: "the schedule's window ends (or a blackout begins) at " + deadline.Format(time.RFC3339)})
+		inner := cancel
+		cancel = func(cause error) { inner(cause); stop() }
+	}
+	ar := &activeRun{cancel: cancel, done: make(chan struct{}),
+		sum: RunSummary{RunID: runID, Schedule: scheduleName, Runbook: rb.Metadata.Name, Trigger: trigger, StartedAt: time.Now()}}
+	d.mu.Lock()
+	d.runs[runID] = ar
+	d.today[scheduleName] = append(d.today[scheduleName], ar.sum.StartedAt)
+	d.mu.Unlock()
+	go func() {
+		defer close(ar.done)
+		defer cancel(nil)
+		res := d.o.Engine.Run(ctx, rb, experiments.RunOptions{RunID: runID})
+		end := res.EndedAt
+		sum := ar.sum
+		sum.EndedAt, sum.Verdict, sum.ExitCode, sum.Reason = &end, res.Verdict, res.ExitCode, res.Reason
+		d.o.Metrics.Run(scheduleName, string(res.Verdict))
+		if d.o.Results != nil {
+			// The run is over; storing its result must not fail because the daemon is stopping.
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(base), 30*time.Second)
+			if err := d.o.Results.Save(sctx, sum, res); err != nil {
+				d.log.Error("store result", "run", runID, "err", err)
+			}
+			scancel()
+		}
+		d.mu.Lock()
+		delete(d.runs, runID)
+		d.mu.Unlock()
+		d.log.Info("run finished", "run", runID, "schedule", scheduleName, "verdict", res.Verdict)
+	}()
+	return ar
+}
+
+// haltAll cancels every run with cause and waits for all of them to revert and finish.
+func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
+	d.mu.Lock()
+	runs := make([]*activeRun, 0, len(d.runs))
+	for _, r := range d.runs {
+		runs = append(runs, r)
+	}
+	d.mu.Unlock()
+	ids := make([]string, 0, len(runs))
+	for _, r := range runs {
+		r.cancel(cause)
+		ids = append(ids, r.sum.RunID)
+	}
+	for _, r := range runs {
+		<-r.done
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Schedules implements Control.
+func (d *Daemon) Schedules() []ScheduleStatus {
+	now := d.o.Clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]ScheduleStatus, 0, len(d.o.Config.Schedules))
+	for _, s := range d.o.Config.Schedules {
+		c := d.o.Config.Compiled[s.Name]
+		st := ScheduleStatus{Name: s.Name, Runbook: s.Runbook, Mode: "cron", Spec: s.Cron, InWindow: c.InWindow(now)}
+		if s.ChaosMonkey != nil {
+			st.Mode, st.Spec = "chaos-monkey", "mean "+s.ChaosMonkey.MeanTimeBetweenRuns
+		}
+		if n, ok := d.next[s.Name]; ok && d.leader.Load() {
+			st.NextStart = &n
+		}
+		if b, ok := c.InBlackout(now); ok {
+			st.Blackout = b.Name + ": " + b.Reason
+		}
+		for _, t := range d.today[s.Name] {
+			if y, m, dd := t.In(c.Location()).Date(); y == now.In(c.Location()).Year() && m == now.In(c.Location()).Month() && dd == now.In(c.Location()).Day() {
+				st.RunsToday++
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Active implements Control.
+func (d *Daemon) Active() []RunSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]RunSummary, 0, len(d.runs))
+	for _, r := range d.runs {
+		out = append(out, r.sum)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// Trigger implements Control: a run of a configured schedule's runbook, now.
+func (d *Daemon) Trigger(_ context.Context, name, who string) (string, error) {
+	var sched *schedule.Schedule
+	for i, s := range d.o.Config.Schedules {
+		if s.Name == name || s.Runbook == name {
+			sched = &d.o.Config.Schedules[i]
+			break
+		}
+	}
+	switch {
+	case sched == nil:
+		return "", fmt.Errorf("%w: no schedule or runbook %q in the daemon's config", ErrNotFound, name)
+	case !d.leader.Load():
+		return "", fmt.Errorf("%w: this replica is not the leader", ErrConflict)
+	case d.paused.Load():
+		return "", fmt.Errorf("%w: scheduling is paused", ErrConflict)
+	}
+	c := d.o.Config.Compiled[sched.Name]
+	if b, ok := c.InBlackout(d.o.Clock.Now()); ok {
+		return "", fmt.Errorf("%w: schedule %q is in blackout %q (%s)", ErrConflict, sched.Name, b.Name, b.Reason)
+	}
+	release, ok := d.gate.TryAcquire(c.Target())
+	if !ok {
+		return "", fmt.Errorf("%w: a run on target %q is in progress", ErrConflict, c.Target())
+	}
+	ar := d.start(sched.Name, d.o.Config.Runbooks[sched.Name], "api:"+who, nil)
+	go func() { <-ar.done; release() }()
+	return ar.sum.RunID, nil
+}
+
+// Halt implements Control; it returns once the run's faults are reverted.
+func (d *Daemon) Halt(runID, reason, who string) error {
+	d.mu.Lock()
+	r, ok := d.runs[runID]
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: no active run %q", ErrNotFound, runID)
+	}
+	r.cancel(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (by %s)", reason, who)})
+	<-r.done
+	return nil
+}
+
+// HaltAll implements Control: the kill switch.
+func (d *Daemon) HaltAll(reason, who string) []string {
+	return d.haltAll(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (kill switch, by %s)", reason, who)})
+}
+
+// Pause implements Control.
+func (d *Daemon) Pause(string) { d.paused.Store(true) }
+
+// Resume implements Control.
+func (d *Daemon) Resume(string) { d.paused.Store(false) }
+
+// Paused implements Control.
+func (d *Daemon) Paused() bool { return d.paused.Load() }
+
+// Leader implements Control.
+func (d *Daemon) Leader() bool { return d.leader.Load() }
+
+// Ready implements Control.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+var _ Control = (*Daemon)(nil)

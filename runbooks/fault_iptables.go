@@ -64,7 +64,7 @@ func (r *Reject) validate(v *Validator, path string) {
 
 func (l *Loss) validate(v *Validator, path string) {
 	l.NetworkTarget.validate(v, path)
-	if !(l.Probability > 0 && l.Probability <= 1) || math.IsNaN(l.Probability) {
+	if !(l.Probability > 0 && l.Probability <= 1) {
 		v.Errorf(path+".probability", "must be more than 0 and at most 1 (0.3 drops 30%% of packets), got %g", l.Probability)
 	}
 }

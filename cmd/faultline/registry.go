@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -15,6 +16,7 @@ func registry() (*injectors.Registry, error) {
 		process.Kill{},
 		process.Pause{},
 	}
+	all = append(all, network.Injectors()...)
 	return injectors.NewRegistry(all...)
 }
 

@@ -20,7 +20,7 @@ import (
 
 // Results stores finished runs (the history store implements it).
 type Results interface {
-	Save(ctx context.Context, sum RunSummary, res *experiments.Result) error
+	Put(ctx context.Context, sum RunSummary, res *experiments.Result) error
 }
 
 // Claimer makes a scheduled start happen once across replicas: Claim succeeds for exactly one
@@ -215,7 +215,7 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 		if d.o.Results != nil {
 			// The run is over; storing its result must not fail because the daemon is stopping.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(base), 30*time.Second)
-			if err := d.o.Results.Save(sctx, sum, res); err != nil {
+			if err := d.o.Results.Put(sctx, sum, res); err != nil {
 				d.log.Error("store result", "run", runID, "err", err)
 			}
 			scancel()

@@ -38,6 +38,9 @@ type Engine struct {
 	// Hook is called at named points of the inject path: "before-record", "after-record" and
 	// "after-apply". Crash-safety tests use it to stop the process exactly there; nil otherwise.
 	Hook func(point string)
+	// Owner is written into ledger entries; zero means this process (safety.Self). The daemon
+	// sets its replica identity so that a new leader can tell a dead replica's faults.
+	Owner safety.Owner
 	// RevertTimeout bounds the revert of one experiment's faults (default 2m).
 	RevertTimeout time.Duration
 	// RecoveryWindow is the after-phase window used when an experiment sets no recovery (default 30s).

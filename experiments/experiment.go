@@ -272,7 +272,10 @@ func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
 // ends; whatever has a ledger entry is returned for revert.
 func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []RecorderSession) ([]*live, error) {
 	var lives []*live
-	owner := safety.Self()
+	owner := e.Owner
+	if owner.PID == 0 {
+		owner = safety.Self()
+	}
 	for i, a := range acts {
 		if ctx.Err() != nil {
 			return lives, nil

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -24,6 +25,9 @@ type Env struct {
 	Policy runbooks.Policy
 	// Environment is the runbook's declared environment; injectors that can verify it do.
 	Environment runbooks.Environment
+	// Kube is the Kubernetes client, resolved on first use (nil when none is configured: its
+	// methods then return kubeclient.ErrNotConfigured).
+	Kube *kubeclient.Client
 }
 
 // Injector handles one fault kind.

@@ -24,7 +24,13 @@ type decoder struct {
 	file      string
 	errs      ErrorList
 	positions map[string]Pos
+	values    int // nodes decoded so far, counting every expansion of an alias
+	fields    map[reflect.Type]map[string]fieldInfo
 }
+
+// maxValues bounds the work one file can cause: a few aliases nested in lists can otherwise
+// expand a tiny file into billions of values ("billion laughs").
+const maxValues = 100_000
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{File: d.file, Pos: Pos{n.Line, n.Column}, Path: path, Message: fmt.Sprintf(format, args...)})
@@ -40,6 +46,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		} else {
 			n = n.Alias
 		}
+	}
+	if d.values++; d.values > maxValues {
+		if d.values == maxValues+1 {
+			d.fail(n, path, "the runbook expands to more than %d values (every use of an alias counts): not decoding further", maxValues)
+		}
+		return
 	}
 	d.positions[path] = Pos{n.Line, n.Column}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -112,7 +124,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if !d.scalar(n, path, "!!bool", "true or false") {
 			return
 		}
-		b, _ := strconv.ParseBool(strings.ToLower(n.Value))
+		b, err := strconv.ParseBool(strings.ToLower(n.Value))
+		if err != nil { // an explicit tag: `!!bool yes` must not silently become false
+			d.fail(n, path, "expected true or false, got %q", n.Value)
+			return
+		}
 		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if !d.scalar(n, path, "!!int", "a whole number") {
@@ -185,7 +201,14 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "expected a mapping, got %s", describe(n))
 		return
 	}
-	fields := structFields(v.Type())
+	fields, ok := d.fields[v.Type()]
+	if !ok {
+		fields = structFields(v.Type())
+		if d.fields == nil {
+			d.fields = map[reflect.Type]map[string]fieldInfo{}
+		}
+		d.fields[v.Type()] = fields
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]

@@ -18,6 +18,10 @@ type Fault struct {
 	Loss           *Loss           `yaml:"loss,omitempty" json:"loss,omitempty" kind:"loss"`
 	ShardIsolation *ShardIsolation `yaml:"shardIsolation,omitempty" json:"shardIsolation,omitempty" kind:"shard-isolation"`
 	Bandwidth      *Bandwidth      `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty" kind:"bandwidth"`
+
+	// Kubernetes faults (injectors/kubernetes); they need environment.kubernetes.
+	PodKill     *PodKill     `yaml:"podKill,omitempty" json:"podKill,omitempty" kind:"pod-kill"`
+	ShardOutage *ShardOutage `yaml:"shardOutage,omitempty" json:"shardOutage,omitempty" kind:"shard-outage"`
 }
 
 // Kind returns the registry name of the fault's kind, or "" when none is set.

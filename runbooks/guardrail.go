@@ -9,6 +9,10 @@ type Guardrail struct {
 	OnError  string    `yaml:"onError,omitempty" json:"onError,omitempty" enum:"fail,ignore" doc:"When the source cannot be reached: fail (default; counts as failing, fail closed) or ignore (recorded as a gap)."`
 
 	HTTP *HTTPProbe `yaml:"http,omitempty" json:"http,omitempty" probe:"http"`
+
+	Prometheus *PrometheusProbe `yaml:"prometheus,omitempty" json:"prometheus,omitempty" probe:"prometheus"`
+
+	Kubernetes *KubernetesProbe `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty" probe:"kubernetes"`
 }
 
 // ProbeKind names the probe that is set, or "".

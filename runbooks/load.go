@@ -42,6 +42,22 @@ func DecodeStrict(name string, data []byte, out any, validate func() *Validator)
 }
 
 func decodeFile(name string, data []byte, out any, validate func(*Validator)) error {
+	errs := decodeErrors(name, data, out, validate)
+	if len(errs) == 0 {
+		return nil
+	}
+	// yaml.v3 places what it meets at the end of the stream (an empty document, a missing value, a
+	// syntax error) on a line after the last one; point at the last line instead.
+	last := yamlLines(data)
+	for _, e := range errs {
+		if e.Pos.Line > last {
+			e.Pos = Pos{Line: last, Column: 1}
+		}
+	}
+	return errs
+}
+
+func decodeErrors(name string, data []byte, out any, validate func(*Validator)) ErrorList {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -51,8 +67,12 @@ func decodeFile(name string, data []byte, out any, validate func(*Validator)) er
 		return ErrorList{syntaxError(name, err)}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		return ErrorList{{File: name, Pos: Pos{extra.Line, extra.Column}, Message: "more than one YAML document: put one runbook in each file"}}
+	case !errors.Is(err, io.EOF):
+		// A broken document after the first is still a broken file, not a valid one.
+		return ErrorList{syntaxError(name, err)}
 	}
 	d := &decoder{file: name, positions: map[string]Pos{}}
 	d.decode(&root, reflect.ValueOf(out).Elem(), "")
@@ -62,9 +82,6 @@ func decodeFile(name string, data []byte, out any, validate func(*Validator)) er
 	}
 	var v Validator
 	validate(&v)
-	if len(v.problems) == 0 {
-		return nil
-	}
 	errs := make(ErrorList, 0, len(v.problems))
 	for _, p := range v.problems {
 		errs = append(errs, &FieldError{File: name, Pos: d.closest(p.path), Path: p.path, Message: p.msg})
@@ -92,9 +109,51 @@ func syntaxError(name string, err error) *FieldError {
 	var line int
 	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
 		_, rest, _ := strings.Cut(msg, ": ")
+		if isYAMLParserProblem(rest) {
+			line++
+		}
 		return &FieldError{File: name, Pos: Pos{Line: line, Column: 1}, Message: "YAML syntax: " + rest}
 	}
+	if isYAMLParserProblem(msg) {
+		// yaml.v3 leaves the line out when it is the first (0 in its count).
+		return &FieldError{File: name, Pos: Pos{Line: 1, Column: 1}, Message: "YAML syntax: " + msg}
+	}
 	return &FieldError{File: name, Message: "YAML syntax: " + msg}
+}
+
+// yamlLines counts the lines of data as YAML does: CR LF, CR, LF, NEL, LS and PS each end one.
+func yamlLines(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); i++ {
+		switch {
+		case data[i] == '\r':
+			if i+1 < len(data) && data[i+1] == '\n' {
+				i++
+			}
+			n++
+		case data[i] == '\n':
+			n++
+		case bytes.HasPrefix(data[i:], []byte("\u0085")), bytes.HasPrefix(data[i:], []byte("\u2028")), bytes.HasPrefix(data[i:], []byte("\u2029")):
+			n++
+		}
+	}
+	return n
+}
+
+// isYAMLParserProblem tells yaml.v3's parser messages from its scanner's. For the parser's it
+// reports a 0-based line (of the construct being parsed, e.g. the line where an unclosed '{'
+// opened), for the scanner's a 1-based one; without the correction every parser error pointed one
+// line too early.
+func isYAMLParserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected <stream-start>", "did not find expected <document start>",
+		"did not find expected node content", "did not find expected key", "did not find expected '-' indicator",
+		"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"found duplicate %YAML directive", "found duplicate %TAG directive",
+		"found incompatible YAML document", "found undefined tag handle":
+		return true
+	}
+	return false
 }
 
 func typeOf(ptr any) reflect.Type { return reflect.TypeOf(ptr).Elem() }

@@ -30,11 +30,19 @@ type Environment struct {
 	Name  string   `yaml:"name" json:"name" doc:"Name of the environment, e.g. staging-eu1."`
 	Type  string   `yaml:"type" json:"type" enum:"staging,golden-copy,local" doc:"What the environment is: staging, golden-copy or local. There is no production type."`
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty" doc:"Host names (shell globs) where host-level faults (processes, network) may run. Empty means any host."`
+	// Kubernetes pins the cluster; required when the runbook has Kubernetes faults.
+	Kubernetes *KubernetesEnvironment `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty" doc:"The one Kubernetes cluster this runbook may touch (required with Kubernetes faults); any other cluster is refused before anything is listed."`
 }
 
 // Policy bounds the blast radius of every fault in the runbook.
 type Policy struct {
 	MaxTargets int `yaml:"maxTargets,omitempty" json:"maxTargets,omitempty" doc:"Refuse a fault that would touch more than this many targets (processes, pods, ...). 0 means no limit."`
+
+	// Kubernetes blast radius and opt-in (safety/kubernetes_policy.go).
+	MaxPods      int     `yaml:"maxPods,omitempty" json:"maxPods,omitempty" doc:"Refuse a Kubernetes fault that would kill or take down more than this many pods. 0 means no limit."`
+	MaxPercent   float64 `yaml:"maxPercent,omitempty" json:"maxPercent,omitempty" doc:"Refuse a Kubernetes fault that would take more than this percentage of any one workload's replicas (scale-to-zero takes 100%). 0 means no limit."`
+	MaxWorkloads int     `yaml:"maxWorkloads,omitempty" json:"maxWorkloads,omitempty" doc:"Refuse a Kubernetes fault that would touch more than this many workloads. 0 means no limit."`
+	RequireOptIn *bool   `yaml:"requireOptIn,omitempty" json:"requireOptIn,omitempty" doc:"Default true: a pod is a target only when it, its workload or its namespace carries the label faultline.dev/chaos=enabled. Set false explicitly to drop that requirement."`
 }
 
 // Experiment is one hypothesis tested under a set of faults.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -51,6 +52,9 @@ type ProbeEnv struct {
 	// Extra holds clients for probe kinds compiled in by other packages (e.g. a Kubernetes client),
 	// keyed by probe kind, so that this package does not import them all.
 	Extra map[string]any
+	// Kube is the Kubernetes client, resolved on first use (nil when none is configured: its
+	// methods then return kubeclient.ErrNotConfigured).
+	Kube *kubeclient.Client
 }
 
 // ProbeFactory builds a probe from its runbook settings; called once per guardrail.
@@ -61,7 +65,7 @@ type Probes map[string]ProbeFactory
 
 // DefaultProbes holds the probe kinds implemented in this package.
 func DefaultProbes() Probes {
-	return Probes{"http": newHTTPProbe}
+	return Probes{"http": newHTTPProbe, "prometheus": newPrometheusProbe, "kubernetes": newKubernetesProbe}
 }
 
 // Guardrail is a compiled guardrail: settings parsed and checked once, ready to evaluate often.

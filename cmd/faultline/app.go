@@ -97,19 +97,25 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 		HideVersion:            true,
 		UseShortOptionHandling: true,
 		ExitErrHandler:         func(*cli.Context, error) {}, // Run maps errors to exit codes
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "state-dir", EnvVars: []string{"FAULTLINE_STATE_DIR"}, Value: defaultStateDir(),
 				Usage: "where the fault ledger and run state live (shared by run, recover and halt)"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (logs go to stderr)"},
-		},
+		}, kubeFlags()...),
 		Commands: []*cli.Command{
 			m.runCommand(),
 			m.validateCommand(),
 			m.recoverCommand(),
 			m.haltCommand(),
+			m.statusCommand(),
+			m.historyCommand(),
+			m.triggerCommand(),
+			m.clusterIDCommand(),
 			m.versionCommand(),
 			m.demoCommand(),
+			m.scheduleCommand(),
+			m.daemonCommand(),
 			m.demoServiceCommand(),
 		},
 	}

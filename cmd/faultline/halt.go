@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/faultline-dev/faultline/internal/api"
 )
 
 func (m *Main) haltCommand() *cli.Command {
@@ -19,12 +23,19 @@ func (m *Main) haltCommand() *cli.Command {
 		ArgsUsage: "[RUN_ID...]",
 		Description: `Finds runs started by 'faultline run' with the same --state-dir, records the request and
 signals each run, which reverts all of its faults in parallel and exits 2 (halted).
-With no RUN_ID and no --all, halts the only active run, or lists them if there are several.`,
-		Flags: []cli.Flag{
+With no RUN_ID and no --all, halts the only active run, or lists them if there are several.
+
+With --server (or $FAULTLINE_SERVER) the runs are a daemon's, halted through its API with an
+admin token (--token-file or $FAULTLINE_TOKEN); --all is the daemon's kill switch. The
+daemon answers once every fault of the halted runs is reverted.`,
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "all", Usage: "halt every active run"},
 			&cli.StringFlag{Name: "reason", Value: "halted by operator", Usage: "recorded in the run's result"},
-		},
+		}, apiFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.String("server") != "" {
+				return m.haltViaServer(c)
+			}
 			stateDir := c.String("state-dir")
 			runs, err := activeRuns(stateDir)
 			if err != nil {
@@ -78,4 +89,61 @@ With no RUN_ID and no --all, halts the only active run, or lists them if there a
 			return nil
 		},
 	}
+}
+
+// haltViaServer halts a daemon's runs through its API: the named runs, every run (--all, the
+// kill switch), or the only active one.
+func (m *Main) haltViaServer(c *cli.Context) error {
+	a, err := newAPIClient(c)
+	if err != nil {
+		return err
+	}
+	ids := c.Args().Slice()
+	if c.Bool("all") && len(ids) > 0 {
+		return exitWith(exitInvalid, errors.New("name runs or use --all, not both"))
+	}
+	body := api.ReasonRequest{Reason: c.String("reason")}
+	if c.Bool("all") {
+		var hr api.HaltResponse
+		if err := a.do(c.Context, http.MethodPost, "/api/v1/halt", body, &hr); err != nil {
+			return apiExit(fmt.Errorf("halt all: %w", err))
+		}
+		if len(hr.Halted) == 0 {
+			fmt.Fprintln(m.Stdout, "no active runs")
+			return nil
+		}
+		for _, id := range hr.Halted {
+			fmt.Fprintf(m.Stdout, "halted run %s\n", id)
+		}
+		return nil
+	}
+	if len(ids) == 0 {
+		runs, err := a.runs(c.Context, url.Values{"limit": {"1"}})
+		if err != nil {
+			return apiExit(err)
+		}
+		switch len(runs.Active) {
+		case 0:
+			fmt.Fprintln(m.Stdout, "no active runs")
+			return nil
+		case 1:
+			ids = []string{runs.Active[0].RunID}
+		default:
+			printRunTable(m.Stdout, runs.Active, nil, time.Now())
+			return exitWith(exitInvalid, errors.New("several runs are active: name one or use --all"))
+		}
+	}
+	var errs []error
+	for _, id := range ids {
+		var hr api.HaltResponse
+		if err := a.do(c.Context, http.MethodPost, "/api/v1/runs/"+url.PathEscape(id)+"/halt", body, &hr); err != nil {
+			errs = append(errs, err) // the daemon's message names the run
+			continue
+		}
+		fmt.Fprintf(m.Stdout, "halted run %s\n", id)
+	}
+	if len(errs) > 0 {
+		return apiExit(errors.Join(errs...))
+	}
+	return nil
 }

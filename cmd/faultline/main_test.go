@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	kubeCluster.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -77,15 +79,33 @@ func faultline(t *testing.T, stateDir string, args ...string) outcome {
 // started is a faultline process running in the background.
 type started struct {
 	cmd            *exec.Cmd
-	stdout, stderr *bytes.Buffer
+	stdout, stderr *lockedBuffer
 	done           chan struct{}
+}
+
+// lockedBuffer is written by os/exec's copying goroutine while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startFaultline(t *testing.T, env []string, stateDir string, args ...string) *started {
 	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"--state-dir", stateDir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	s := &started{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	s := &started{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start faultline: %v", err)
@@ -97,6 +117,9 @@ func startFaultline(t *testing.T, env []string, stateDir string, args ...string)
 	})
 	return s
 }
+
+// stderrText is what the process wrote to stderr so far.
+func (s *started) stderrText() string { return s.stderr.String() }
 
 // wait waits for the process to exit and returns its outcome.
 func (s *started) wait(t *testing.T, d time.Duration) outcome {

@@ -20,10 +20,10 @@ alone (halt it instead) unless --force is given. Then removes leftovers that no 
 entry owns (e.g. FAULTLINE-* iptables chains from a crash before the ledger was written).
 
 Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in the ledger).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "also revert faults of runs that are still alive"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be reverted"},
-		},
+		}, kubeFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := m.logger(c)
 			if err != nil {
@@ -37,7 +37,7 @@ Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in 
 			if err != nil {
 				return exitWith(exitAborted, err)
 			}
-			sum, err := experiments.Recover(c.Context, ledger, reg, injectors.Env{Logger: log},
+			sum, err := experiments.Recover(c.Context, ledger, reg, injectors.Env{Logger: log, Kube: kubeClient(c)},
 				experiments.RecoverOptions{Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
 			for _, line := range sum.Lines {
 				fmt.Fprintln(m.Stdout, line)

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/safety"
@@ -15,6 +16,8 @@ func registry() (*injectors.Registry, error) {
 	all := []injectors.Injector{
 		process.Kill{},
 		process.Pause{},
+		kubernetes.PodKill{},
+		kubernetes.ShardOutage{},
 	}
 	all = append(all, network.Injectors()...)
 	return injectors.NewRegistry(all...)

@@ -19,7 +19,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/metrics"
+	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -40,13 +42,13 @@ fails (exit 1).
 touched, without touching it.
 
 ` + exitCodesHelp,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be touched, touch nothing"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a summary for people) or json (the result document)"},
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
 			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one (letters and digits, at most 12)"},
-		},
+		}, kubeFlags()...),
 		Action: m.run,
 	}
 }
@@ -82,6 +84,7 @@ func (m *Main) run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	withKube(eng, kubeClient(c))
 	if addr := c.String("metrics-addr"); addr != "" {
 		stop, err := serveMetrics(c.Context, addr, met, log)
 		if err != nil {
@@ -163,6 +166,13 @@ func (m *Main) engine(stateDir string, log *slog.Logger) (*experiments.Engine, *
 		// No ledger, no faults: a fault that cannot be recorded could not be recovered after a crash.
 		return nil, nil, exitWith(exitAborted, fmt.Errorf("%w; nothing was injected", err))
 	}
+	eng, met := newEngine(reg, ledger, log)
+	return eng, met, nil
+}
+
+// newEngine assembles an engine over a ledger (the file ledger for run and demo, the file or the
+// cluster ledger for the daemon).
+func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) (*experiments.Engine, *metrics.Metrics) {
 	met := metrics.New()
 	pr, penv := probes(log)
 	return &experiments.Engine{
@@ -173,7 +183,30 @@ func (m *Main) engine(stateDir string, log *slog.Logger) (*experiments.Engine, *
 		Logger:    log,
 		Metrics:   met,
 		Preflight: []experiments.Preflight{safety.HostAllowed},
-	}, met, nil
+		Recorders: []experiments.Recorder{engineRecorder{&recorder.Workloads{}}},
+	}, met
+}
+
+// engineRecorder adapts a recorder.Recorder to the engine's interface (package recorder sits below
+// the engine and does not import it).
+type engineRecorder struct{ recorder.Recorder }
+
+func (r engineRecorder) Start(ctx context.Context, x *runbooks.Experiment, env injectors.Env) (experiments.RecorderSession, error) {
+	s, err := r.Recorder.Start(ctx, x, env)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	return engineSession{name: r.Name(), Session: s}, nil
+}
+
+type engineSession struct {
+	name string
+	recorder.Session
+}
+
+func (s engineSession) Finish(ctx context.Context, revertedAt time.Time) experiments.Recording {
+	res := s.Session.Finish(ctx, revertedAt)
+	return experiments.Recording{Recorder: s.name, Recovered: res.Recovered, Reason: res.Reason, Data: res.Data}
 }
 
 // haltOnSignals turns SIGINT/SIGTERM and `faultline halt` (SIGUSR1 + a request file) into a

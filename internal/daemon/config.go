@@ -141,7 +141,7 @@ func (lc *LoadedConfig) validate() *runbooks.Validator {
 	return v
 }
 
-// RunbookPath resolves a runbook path relative to the config file.
+// RunbookPath resolves a path (a runbook, a token file) relative to the config file.
 func (lc *LoadedConfig) RunbookPath(p string) string {
 	if filepath.IsAbs(p) {
 		return p
@@ -151,6 +151,13 @@ func (lc *LoadedConfig) RunbookPath(p string) string {
 
 func (lc *LoadedConfig) applyDefaults() {
 	c := &lc.Config
+	// Paths in the config are relative to the config file, like the runbooks it names, so that a
+	// config directory can be moved or mounted as a whole.
+	for _, p := range []*string{&c.StateDir, &c.API.TokensFile, &c.API.CertFile, &c.API.KeyFile, &c.API.AuditLog} {
+		if *p != "" {
+			*p = lc.RunbookPath(*p)
+		}
+	}
 	if c.API.Address == "" {
 		c.API.Address = "127.0.0.1:8480"
 	}

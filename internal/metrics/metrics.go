@@ -20,7 +20,10 @@ type Metrics struct {
 	haltLatency       prometheus.Histogram
 	ledgerOutstanding prometheus.Gauge
 	faultsApplied     *prometheus.CounterVec
+	faultsReverted    *prometheus.CounterVec
 	revertFailures    *prometheus.CounterVec
+	lastEvaluation    *prometheus.GaugeVec
+	failing           *prometheus.GaugeVec
 }
 
 // New registers faultline's collectors (and the Go/process collectors) on a fresh registry.
@@ -44,8 +47,9 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"kind"}),
 		haltLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "faultline_halt_latency_seconds", Help: "Time from a halt decision to the last fault reverted.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+			Name: "faultline_halt_latency_seconds", Help: "Time from a halt decision (a guardrail breach, a signal, an operator) to the last fault reverted.",
+			// 1ms to about 65s: network faults on many hosts can take seconds to revert.
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17),
 		}),
 		ledgerOutstanding: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "faultline_ledger_entries_outstanding", Help: "Ledger entries not yet reverted.",
@@ -53,13 +57,31 @@ func New() *Metrics {
 		faultsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "faultline_faults_applied_total", Help: "Faults applied, by kind.",
 		}, []string{"kind"}),
+		faultsReverted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_faults_reverted_total", Help: "Applied faults reverted successfully, by kind.",
+		}, []string{"kind"}),
 		revertFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "faultline_revert_failures_total", Help: "Reverts that failed, by kind; each leaves a ledger entry for recover.",
 		}, []string{"kind"}),
+		lastEvaluation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "faultline_guardrail_last_evaluation_timestamp_seconds",
+			Help: "When each guardrail was last evaluated (Unix time); alert when it stops moving during a run.",
+		}, []string{"guardrail", "kind"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "faultline_guardrail_failing",
+			Help: "1 when the guardrail's latest evaluation failed or could not see its source (error), else 0.",
+		}, []string{"guardrail", "kind"}),
+	}
+	// Every verdict (experiments.Verdict) exists at 0 from the start, so that rate() and increase()
+	// see the first experiment of each verdict.
+	for _, v := range []string{"passed", "failed", "halted", "not-started", "refused", "aborted", "revert-incomplete"} {
+		m.experiments.WithLabelValues(v)
 	}
 	m.Registry.MustRegister(m.experiments, m.activeFaults, m.evaluations, m.breaches, m.evalDuration,
-		m.haltLatency, m.ledgerOutstanding, m.faultsApplied, m.revertFailures,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.haltLatency, m.ledgerOutstanding, m.faultsApplied, m.faultsReverted, m.revertFailures,
+		m.lastEvaluation, m.failing,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
 	return m
 }
 
@@ -84,7 +106,9 @@ func (m *Metrics) FaultReverted(kind string, ok bool) {
 		return
 	}
 	m.activeFaults.WithLabelValues(kind).Dec()
-	if !ok {
+	if ok {
+		m.faultsReverted.WithLabelValues(kind).Inc()
+	} else {
 		m.revertFailures.WithLabelValues(kind).Inc()
 	}
 }
@@ -94,6 +118,12 @@ func (m *Metrics) Evaluation(guardrail, kind, result string, d time.Duration) {
 	if m != nil {
 		m.evaluations.WithLabelValues(guardrail, kind, result).Inc()
 		m.evalDuration.WithLabelValues(kind).Observe(d.Seconds())
+		m.lastEvaluation.WithLabelValues(guardrail, kind).SetToCurrentTime()
+		failing := 0.0
+		if result != "pass" {
+			failing = 1
+		}
+		m.failing.WithLabelValues(guardrail, kind).Set(failing)
 	}
 }
 

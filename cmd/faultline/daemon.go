@@ -1,0 +1,144 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/faultline-dev/faultline/internal/api"
+	"github.com/faultline-dev/faultline/internal/daemon"
+	"github.com/faultline-dev/faultline/internal/history"
+	"github.com/faultline-dev/faultline/internal/metrics"
+	"github.com/faultline-dev/faultline/safety"
+)
+
+func (m *Main) daemonCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "daemon",
+		Usage: "run scheduled game days: cron or chaos-monkey schedules, windows, blackouts, an API and history",
+		Description: `Loads a daemon config (strictly: every schedule compiled, every runbook validated), reverts
+whatever its ledger still holds, then starts runs on schedule, serves the HTTP API
+(status, history, trigger, halt, the kill switch, pause/resume), /metrics, /healthz and
+/readyz, and keeps every result in its history.
+
+With leaderElection and ledger.backend kubernetes, run several replicas: only the holder of
+the Lease schedules, and a new leader first reverts what a dead one left applied.
+
+Check the calendar first:  faultline schedule --config FILE --next 10
+SIGINT/SIGTERM halt every running run (all faults reverted) before the daemon exits.`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Required: true, Usage: "daemon config file"},
+			&cli.StringFlag{Name: "identity", EnvVars: []string{"POD_NAME"}, Usage: "this replica's name in the Lease and the ledger (default: host name and pid)"},
+		}, kubeFlags()...),
+		Action: m.daemon,
+	}
+}
+
+func (m *Main) daemon(c *cli.Context) error {
+	log, err := m.logger(c)
+	if err != nil {
+		return err
+	}
+	lc, err := daemon.LoadConfig(c.String("config"))
+	if err != nil {
+		fmt.Fprintln(m.Stderr, err)
+		return exitWith(exitInvalid, errors.New("the daemon config is not valid"))
+	}
+	stateDir := lc.StateDir
+	if stateDir == "" {
+		stateDir = c.String("state-dir")
+	}
+	identity := c.String("identity")
+	if identity == "" {
+		host, _ := os.Hostname()
+		identity = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	kc := kubeClient(c)
+	reg, err := registry()
+	if err != nil {
+		return exitWith(exitAborted, err)
+	}
+
+	var ledger safety.Ledger
+	opts := daemon.Options{Config: lc, Registry: reg, Logger: log, Identity: identity}
+	if lc.Ledger.Backend == "kubernetes" {
+		cs, err := kc.Clientset()
+		if err != nil {
+			return exitWith(exitInvalid, fmt.Errorf("ledger.backend kubernetes: %w", err))
+		}
+		ns := lc.Ledger.Namespace
+		if ns == "" {
+			ns = kc.SelfNamespace()
+		}
+		if ns == "" {
+			return exitWith(exitInvalid, errors.New("ledger.backend kubernetes needs ledger.namespace (or run in a pod)"))
+		}
+		ledger = &safety.KubeLedger{Client: cs, Namespace: ns}
+		opts.Claimer = &daemon.ConfigMapClaimer{Client: cs, Namespace: ns}
+		if le := lc.LeaderElection; le != nil {
+			if le.Namespace == "" {
+				le.Namespace = ns
+			}
+			opts.Elect = daemon.LeaseElector(cs, *le, identity)
+			opts.Orphaned = daemon.NotIdentity(identity)
+		}
+	} else {
+		fl, err := safety.OpenLedger(ledgerPath(stateDir))
+		if err != nil {
+			return exitWith(exitAborted, fmt.Errorf("%w; the daemon does not start without its ledger", err))
+		}
+		ledger = fl
+	}
+	eng, met := newEngine(reg, ledger, log)
+	withKube(eng, kc)
+	eng.Owner = safety.Self()
+	eng.Owner.ID = identity
+	opts.Engine, opts.Env = eng, eng.InjectorEnv
+	opts.Metrics = metrics.NewDaemon(met.Registry)
+
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hist, err := history.Open(ctx, filepath.Join(stateDir, "history.db"), history.Options{
+		Retention: history.Retention{MaxRuns: lc.History.MaxRuns, MaxAge: lc.History.MaxAge.D()}})
+	if err != nil {
+		return exitWith(exitAborted, err)
+	}
+	defer hist.Close()
+	opts.Results = hist
+
+	audit := lc.API.AuditLog
+	if audit == "" {
+		audit = filepath.Join(stateDir, "audit.log")
+	}
+	d := daemon.New(opts)
+	srv, err := api.New(api.Config{TokenFile: lc.API.TokensFile, AuditLog: audit, TLSCertFile: lc.API.CertFile,
+		TLSKeyFile: lc.API.KeyFile, MetricsAuth: lc.API.MetricsAuth}, d, hist, met.Registry, log)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", lc.API.Address)
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("api.address: %w", err))
+	}
+	// A stable line on stderr, whatever the log level: scripts and tests read the bound address.
+	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s)\n", ln.Addr(), identity)
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- srv.Serve(ctx, ln) }()
+
+	runErr := d.Run(ctx)
+	stop()
+	if err := <-apiDone; err != nil {
+		log.Error("api server", "err", err)
+	}
+	if runErr != nil {
+		return exitWith(exitAborted, runErr)
+	}
+	return nil
+}

@@ -1,0 +1,586 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/runbooks"
+)
+
+// Mechanisms a latency fault is applied with.
+const (
+	MechanismNetem = "netem"
+	MechanismProxy = "proxy"
+)
+
+// drainTimeout is how long a revert lets open proxied connections finish before closing them.
+const drainTimeout = 2 * time.Second
+
+// revertTimeout bounds one revert; it runs on a context detached from the run's, which may
+// already be cancelled when faults are reverted.
+const revertTimeout = 60 * time.Second
+
+// LatencyInjector is the "latency" fault kind. It keeps the transparent proxies it started in
+// this process, so that Revert (by ledger record) can close their listeners.
+type LatencyInjector struct {
+	mu       sync.Mutex
+	live     map[string]*Proxy
+	probed   bool
+	netemOK  bool
+	netemErr error
+	// probe reports whether the kernel has netem; ProbeNetem unless a test says otherwise.
+	probe func() (bool, error)
+}
+
+// NewLatencyInjector returns the latency injector.
+func NewLatencyInjector() *LatencyInjector {
+	return &LatencyInjector{live: map[string]*Proxy{}, probe: ProbeNetem}
+}
+
+// Kind implements injectors.Injector.
+func (*LatencyInjector) Kind() string { return "latency" }
+
+// hasNetem probes once per injector.
+func (inj *LatencyInjector) hasNetem() (bool, error) {
+	inj.mu.Lock()
+	defer inj.mu.Unlock()
+	if !inj.probed {
+		inj.netemOK, inj.netemErr = inj.probe()
+		inj.probed = true
+	}
+	return inj.netemOK, inj.netemErr
+}
+
+// latencyRecord is the ledger record: everything another process needs to remove the fault.
+type latencyRecord struct {
+	ID        string `json:"id"`
+	RunID     string `json:"runID,omitempty"`
+	Fault     string `json:"fault,omitempty"`
+	NS        nsRef  `json:"ns"`
+	Mechanism string `json:"mechanism"`
+	// Transparent proxy: the nat chain (in iptables and/or ip6tables) and the listener.
+	Chain    string   `json:"chain,omitempty"`
+	Families []string `json:"families,omitempty"`
+	Port     uint16   `json:"port,omitempty"`
+	PID      int      `json:"pid,omitempty"`
+	// netem: the interfaces that got faultline's root qdisc.
+	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+type latencyAction struct {
+	inj    *LatencyInjector
+	spec   runbooks.Latency
+	log    *slog.Logger
+	rec    latencyRecord
+	peers  []netip.Prefix
+	ports  []portRange
+	egress bool
+	ingres bool
+	v4, v6 bool
+	reason string // why this mechanism
+	lines  []string
+}
+
+// Prepare implements injectors.Injector: it checks the namespace, the capability and the tools,
+// and chooses netem or the transparent proxy. Nothing is changed.
+func (inj *LatencyInjector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
+	spec := f.Latency
+	if spec == nil {
+		return nil, fmt.Errorf("latency injector: fault %q is not a latency fault", f.Name)
+	}
+	a := &latencyAction{inj: inj, spec: *spec, log: logger(env)}
+	a.rec = latencyRecord{RunID: env.RunID, Fault: f.Name, NS: nsRef{Name: spec.Netns, Path: spec.NetnsPath}}
+	for _, p := range spec.Peers {
+		pr, err := runbooks.ParsePeer(p)
+		if err != nil {
+			return nil, fmt.Errorf("latency %s: %w", f.Name, err)
+		}
+		a.peers = append(a.peers, pr)
+	}
+	for _, p := range spec.Ports {
+		lo, hi, err := runbooks.ParsePortRange(p)
+		if err != nil {
+			return nil, fmt.Errorf("latency %s: %w", f.Name, err)
+		}
+		a.ports = append(a.ports, portRange{lo, hi})
+	}
+	a.egress = spec.Direction == "" || spec.Direction == "both" || spec.Direction == "egress"
+	a.ingres = spec.Direction == "" || spec.Direction == "both" || spec.Direction == "ingress"
+
+	ok, err := a.rec.NS.exists()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, injectors.Refusef("target", "%s does not exist", a.rec.NS)
+	}
+	if !hasCapNetAdmin() {
+		return nil, injectors.Refusef("capability CAP_NET_ADMIN", "latency needs CAP_NET_ADMIN (run faultline as root or grant the capability)")
+	}
+	if !validRunID(env.RunID) {
+		return nil, injectors.Refusef("runID", "run ID %q cannot label iptables rules (letters, digits and ._:@+=/- only, at most 128)", env.RunID)
+	}
+	if err := a.choose(); err != nil {
+		return nil, err
+	}
+	a.rec.ID = chainName(env.RunID, f.Name)
+	switch a.rec.Mechanism {
+	case MechanismProxy:
+		if err := a.prepareProxy(ctx); err != nil {
+			return nil, err
+		}
+	case MechanismNetem:
+		if err := a.prepareNetem(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// choose picks netem or the transparent proxy.
+func (a *latencyAction) choose() error {
+	s := a.spec
+	normal := s.Distribution == "normal"
+	switch s.Mechanism {
+	case MechanismProxy:
+		a.rec.Mechanism, a.reason = MechanismProxy, "mechanism: proxy"
+	case MechanismNetem, "auto", "":
+		ok, err := a.inj.hasNetem()
+		switch {
+		case err != nil && s.Mechanism == MechanismNetem:
+			return fmt.Errorf("latency: detect netem: %w", err)
+		case err != nil:
+			a.rec.Mechanism, a.reason = MechanismProxy, fmt.Sprintf("netem could not be probed: %v", err)
+		case s.Mechanism == MechanismNetem && !ok:
+			return injectors.Refusef("mechanism", "mechanism netem was asked for, but this %s (sch_netem): use mechanism auto or proxy", NetemMissing)
+		case s.Mechanism == MechanismNetem && normal:
+			return injectors.Refusef("distribution", "netem is applied here without a distribution table, so it has only uniform jitter: use distribution uniform, or mechanism proxy for normal")
+		case ok && !normal:
+			a.rec.Mechanism, a.reason = MechanismNetem, "kernel has netem"
+		case ok:
+			a.rec.Mechanism, a.reason = MechanismProxy, "normal jitter is not available through netem here"
+		default:
+			a.rec.Mechanism, a.reason = MechanismProxy, NetemMissing
+		}
+	default:
+		return fmt.Errorf("latency: unknown mechanism %q", s.Mechanism)
+	}
+	if a.rec.Mechanism == MechanismProxy && (s.Protocol == "udp" || s.Protocol == "icmp") {
+		return injectors.Refusef("mechanism", "protocol %s cannot be delayed: the transparent proxy handles TCP only (%s)", s.Protocol, a.reason)
+	}
+	return nil
+}
+
+func (a *latencyAction) prepareProxy(ctx context.Context) error {
+	for _, p := range a.peers {
+		if p.Addr().Is4() {
+			a.v4 = true
+		} else {
+			a.v6 = true
+		}
+	}
+	if len(a.peers) == 0 {
+		a.v4 = true
+		a.v6 = familyOf(true).installed()
+	}
+	for _, v6 := range []bool{false, true} {
+		if (v6 && a.v6) || (!v6 && a.v4) {
+			if f := familyOf(v6); !f.installed() {
+				return injectors.Refusef("tool "+f.restore, "the transparent proxy needs %s and %s on PATH (apt-get install iptables)", f.save, f.restore)
+			}
+		}
+	}
+	if a.egress {
+		// Egress REDIRECT delivers to the namespace's loopback address.
+		h, err := nsHandle(a.rec.NS)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return fmt.Errorf("loopback of %s: %w", a.rec.NS, err)
+		}
+		if lo.Attrs().Flags&net.FlagUp == 0 {
+			return injectors.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.rec.NS)
+		}
+	}
+	a.rec.Chain = a.rec.ID
+	for _, v6 := range []bool{false, true} {
+		if (v6 && !a.v6) || (!v6 && !a.v4) {
+			continue
+		}
+		t, err := readNat(ctx, a.rec.NS, familyOf(v6))
+		if err != nil {
+			return err
+		}
+		if t.has(a.rec.Chain) {
+			return injectors.Refusef("target", "nat chain %s already exists in %s: run %s fault %s is already applied (or was not reverted; faultline recover removes it)", a.rec.Chain, a.rec.NS, a.rec.RunID, a.rec.Fault)
+		}
+	}
+	a.rec.Families = nil
+	if a.v4 {
+		a.rec.Families = append(a.rec.Families, "ipv4")
+	}
+	if a.v6 {
+		a.rec.Families = append(a.rec.Families, "ipv6")
+	}
+	return nil
+}
+
+func (a *latencyAction) prepareNetem() error {
+	h, err := nsHandle(a.rec.NS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := netemInterfaces(h, a.peers)
+	if err != nil {
+		return err
+	}
+	if len(links) == 0 {
+		return injectors.Refusef("target", "%s has no interface to put netem on", a.rec.NS)
+	}
+	if err := checkNetemFree(h, links); err != nil {
+		return injectors.Refusef("target", "%s: %v", a.rec.NS, err)
+	}
+	for _, l := range links {
+		a.rec.Interfaces = append(a.rec.Interfaces, l.Attrs().Name)
+	}
+	return nil
+}
+
+func (a *latencyAction) delayText() string {
+	dist := Uniform
+	if a.spec.Distribution == "normal" {
+		dist = Normal
+	}
+	return FormatDelay(a.spec.Delay.D(), a.spec.Jitter.D(), dist)
+}
+
+// Targets implements injectors.Action.
+func (a *latencyAction) Targets() []string {
+	proto := a.spec.Protocol
+	if a.rec.Mechanism == MechanismProxy {
+		proto = "tcp"
+	} else if proto == "" {
+		proto = "all"
+	}
+	sel := proto
+	switch {
+	case a.egress && a.ingres:
+		sel += " egress and ingress"
+	case a.egress:
+		sel += " egress"
+	default:
+		sel += " ingress"
+	}
+	if len(a.peers) > 0 {
+		ps := make([]string, len(a.peers))
+		for i, p := range a.peers {
+			ps[i] = p.String()
+		}
+		sel += " with peers " + strings.Join(ps, ", ")
+	}
+	if len(a.ports) > 0 {
+		ps := make([]string, len(a.ports))
+		for i, p := range a.ports {
+			ps[i] = strings.ReplaceAll(p.String(), ":", "-")
+		}
+		sel += " on ports " + strings.Join(ps, ", ")
+	}
+	how := "transparent proxy"
+	if a.rec.Mechanism == MechanismNetem {
+		how = "netem on " + strings.Join(a.rec.Interfaces, ", ")
+	}
+	return []string{fmt.Sprintf("%s: %s +%s via %s (%s)", a.rec.NS, sel, a.delayText(), how, a.reason)}
+}
+
+// Record implements injectors.Action.
+func (a *latencyAction) Record() (json.RawMessage, error) {
+	b, err := json.Marshal(a.rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode latency record: %w", err)
+	}
+	return b, nil
+}
+
+// Apply implements injectors.Action.
+func (a *latencyAction) Apply(ctx context.Context, rec injectors.Recorder) error {
+	if a.rec.Mechanism == MechanismNetem {
+		return a.applyNetem(ctx, rec)
+	}
+	return a.applyProxy(ctx, rec)
+}
+
+func (a *latencyAction) applyProxy(ctx context.Context, rec injectors.Recorder) error {
+	ns := a.rec.NS
+	ln, port, err := listenInNs(ctx, ns, a.v4, a.v6, a.ingres)
+	if err != nil && a.v6 && len(a.peers) == 0 && errors.Is(err, syscall.EADDRNOTAVAIL) {
+		// No IPv6 in the namespace: only IPv4 can be selected.
+		a.v6 = false
+		a.rec.Families = []string{"ipv4"}
+		a.lines = append(a.lines, fmt.Sprintf("IPv6 is off in %s: only IPv4 connections are delayed", ns))
+		ln, port, err = listenInNs(ctx, ns, a.v4, false, a.ingres)
+	}
+	if err != nil {
+		return err
+	}
+	a.rec.Port, a.rec.PID = port, os.Getpid()
+	b, err := a.Record()
+	if err == nil {
+		err = rec(ctx, b)
+	}
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("record latency listener: %w", err)
+	}
+	dist := Uniform
+	if a.spec.Distribution == "normal" {
+		dist = Normal
+	}
+	p, err := Start(Config{
+		Listener: ln,
+		Dial:     transparentDial(ns, Mark),
+		Logger:   a.log,
+		Toxics: []Toxic{{
+			Name: a.rec.Fault,
+			// The intercepted connection's client side is this namespace for egress and the peer
+			// for ingress: in both cases its upstream stream is the selected direction's data.
+			Stream:  Upstream,
+			Latency: &Latency{Delay: a.spec.Delay.D(), Jitter: a.spec.Jitter.D(), Distribution: dist, Correlation: a.spec.Correlation / 100},
+		}},
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	a.inj.mu.Lock()
+	a.inj.live[a.rec.ID] = p
+	a.inj.mu.Unlock()
+
+	head := fmt.Sprintf("latency %s via transparent proxy (%s): listener %s port %d (pid %d)", a.delayText(), a.reason, ns, port, a.rec.PID)
+	a.lines = append([]string{head}, a.lines...)
+	for _, v6 := range []bool{false, true} {
+		if (v6 && !a.v6) || (!v6 && !a.v4) {
+			continue
+		}
+		s := a.redirect(v6)
+		if err := s.install(ctx, ns); err != nil {
+			return err
+		}
+		a.lines = append(a.lines, s.describe()...)
+	}
+	return nil
+}
+
+func (a *latencyAction) redirect(v6 bool) redirectSpec {
+	s := redirectSpec{
+		Chain: a.rec.Chain, Comment: ownerLabel(a.rec.RunID, a.rec.Fault),
+		Egress: a.egress, Ingress: a.ingres, Ports: a.ports, ToPort: a.rec.Port, Mark: Mark, Family: familyOf(v6),
+	}
+	for _, p := range a.peers {
+		if p.Addr().Is6() == v6 {
+			s.Peers = append(s.Peers, p)
+		}
+	}
+	return s
+}
+
+func (a *latencyAction) netemSpec() netemSpec {
+	proto := a.spec.Protocol
+	if proto == "all" {
+		proto = ""
+	}
+	return netemSpec{
+		Delay: a.spec.Delay.D(), Jitter: a.spec.Jitter.D(), Correlation: a.spec.Correlation,
+		Egress: a.egress, Ingress: a.ingres, Peers: a.peers, Ports: a.ports, Protocol: proto,
+	}
+}
+
+func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) error {
+	h, err := nsHandle(a.rec.NS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := netemInterfaces(h, a.peers)
+	if err != nil {
+		return err
+	}
+	if err := checkNetemFree(h, links); err != nil {
+		return injectors.Refusef("target", "%s: %v", a.rec.NS, err)
+	}
+	a.rec.Interfaces = nil
+	for _, l := range links {
+		a.rec.Interfaces = append(a.rec.Interfaces, l.Attrs().Name)
+	}
+	b, err := a.Record()
+	if err == nil {
+		err = rec(ctx, b)
+	}
+	if err != nil {
+		return fmt.Errorf("record latency interfaces: %w", err)
+	}
+	s := a.netemSpec()
+	if err := applyNetem(h, links, s); err != nil {
+		return fmt.Errorf("latency in %s: %w", a.rec.NS, err)
+	}
+	a.lines = []string{fmt.Sprintf("latency %s via netem (%s) in %s", a.delayText(), a.reason, a.rec.NS)}
+	for _, name := range a.rec.Interfaces {
+		a.lines = append(a.lines, s.describe(name))
+	}
+	return nil
+}
+
+// Describe implements injectors.Describer: the mechanism and the rules or qdiscs in place.
+func (a *latencyAction) Describe() []string { return append([]string(nil), a.lines...) }
+
+// Revert implements injectors.Injector. The nat chain (or the root qdisc) is removed from the
+// record alone; a transparent proxy this process runs is then shut down, letting open
+// connections drain briefly. A proxy of a crashed process died with it: nothing is left of it
+// but the rules, which are removed here.
+func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, env injectors.Env) error {
+	var rec latencyRecord
+	if err := json.Unmarshal(record, &rec); err != nil {
+		return fmt.Errorf("decode latency record: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
+	defer cancel()
+	var errs []error
+	ok, err := rec.NS.exists()
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case !ok:
+		logger(env).Info("latency revert: namespace is gone, and its rules with it", "ns", rec.NS.String(), "id", rec.ID)
+	case rec.Mechanism == MechanismNetem:
+		if err := revertNetem(rec); err != nil {
+			errs = append(errs, err)
+		}
+	case rec.Chain != "":
+		for _, v6 := range []bool{false, true} {
+			f := familyOf(v6)
+			if !f.installed() {
+				if recordedFamily(rec, f.name) {
+					errs = append(errs, fmt.Errorf("cannot remove nat chain %s (%s): %s is not installed", rec.Chain, f.name, f.restore))
+				}
+				continue
+			}
+			if _, err := removeChain(ctx, rec.NS, f, rec.Chain); err != nil && !errors.Is(err, errNsGone) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Rules first, so no new connection reaches the listener; then the listener.
+	inj.mu.Lock()
+	p := inj.live[rec.ID]
+	delete(inj.live, rec.ID)
+	inj.mu.Unlock()
+	if p != nil {
+		dctx, dcancel := context.WithTimeout(ctx, drainTimeout)
+		if err := p.Shutdown(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("close latency proxy %s: %w", rec.ID, err))
+		}
+		dcancel()
+	}
+	return errors.Join(errs...)
+}
+
+func revertNetem(rec latencyRecord) error {
+	h, err := nsHandle(rec.NS)
+	if err != nil {
+		if errors.Is(err, errNsGone) {
+			return nil
+		}
+		return err
+	}
+	defer h.Close()
+	if err := removeNetem(h, rec.Interfaces); err != nil {
+		return fmt.Errorf("remove netem in %s: %w", rec.NS, err)
+	}
+	return nil
+}
+
+func recordedFamily(rec latencyRecord, name string) bool {
+	for _, f := range rec.Families {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Sweep implements injectors.Sweeper: it removes latency nat chains (FAULTLINE-<id> carrying a
+// "faultline run=… kind=latency" comment) of runs no ledger entry owns, in the host's namespace
+// and every named one. Chains without that comment belong to other injectors and are left alone.
+// netem qdiscs carry no run and are removed through the ledger only.
+func (inj *LatencyInjector) Sweep(ctx context.Context, owned func(runID string) bool, _ injectors.Env) ([]string, error) {
+	refs, err := namespacesToSweep()
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var removed []string
+	for _, ns := range refs {
+		r, err := sweepNs(ctx, ns, owned)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func logger(env injectors.Env) *slog.Logger {
+	if env.Logger != nil {
+		return env.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func shortID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// hasCapNetAdmin reports whether this process has CAP_NET_ADMIN in its effective set.
+func hasCapNetAdmin() bool {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return os.Geteuid() == 0
+			}
+			const capNetAdmin = 12
+			return caps&(1<<capNetAdmin) != 0
+		}
+	}
+	return os.Geteuid() == 0
+}

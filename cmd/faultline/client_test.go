@@ -46,7 +46,7 @@ type apiStack struct {
 
 // startAPIStack runs a daemon with two schedules that never fire on their own (1 January,
 // midnight): "quick" pauses the victim for 1s, "long" for 60s. They are started with trigger.
-func startAPIStack(t *testing.T, opts ...func(*api.Config)) *apiStack {
+func startAPIStack(t testing.TB, opts ...func(*api.Config)) *apiStack {
 	t.Helper()
 	s := &apiStack{victim: startVictims(t, 1)[0], health: startHealth(t)}
 	dir := t.TempDir()
@@ -135,7 +135,7 @@ schedules:
 }
 
 // inproc runs faultline in this process, as main does.
-func inproc(t *testing.T, args ...string) outcome {
+func inproc(t testing.TB, args ...string) outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -145,17 +145,17 @@ func inproc(t *testing.T, args ...string) outcome {
 }
 
 // as runs a client command against the stack with the admin token.
-func (s *apiStack) as(t *testing.T, tokenFile string, cmd string, args ...string) outcome {
+func (s *apiStack) as(t testing.TB, tokenFile string, cmd string, args ...string) outcome {
 	t.Helper()
 	return inproc(t, append([]string{cmd, "--server", s.url, "--token-file", tokenFile}, args...)...)
 }
 
-func (s *apiStack) admin(t *testing.T, cmd string, args ...string) outcome {
+func (s *apiStack) admin(t testing.TB, cmd string, args ...string) outcome {
 	t.Helper()
 	return s.as(t, s.adminFile, cmd, args...)
 }
 
-func want(t *testing.T, o outcome, code int, stdoutHas ...string) {
+func want(t testing.TB, o outcome, code int, stdoutHas ...string) {
 	t.Helper()
 	if o.code != code {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", o.code, code, o.stdout, o.stderr)
@@ -404,7 +404,7 @@ func TestTriggerRefusalsAndClientErrors(t *testing.T) {
 }
 
 // writeTestPKI writes a CA certificate and a serving pair for 127.0.0.1 signed by it.
-func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+func writeTestPKI(t testing.TB, dir string) (caFile, certFile, keyFile string) {
 	t.Helper()
 	newKey := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -28,7 +28,7 @@ type daemonEnv struct {
 	victims            []*victim
 }
 
-func newDaemonEnv(t *testing.T, n int, extra string) *daemonEnv {
+func newDaemonEnv(t testing.TB, n int, extra string) *daemonEnv {
 	t.Helper()
 	e := &daemonEnv{dir: t.TempDir(), state: t.TempDir(), victims: startVictims(t, n)}
 	h := startHealth(t)
@@ -67,7 +67,7 @@ api: {address: "127.0.0.1:0", tokensFile: tokens}
 }
 
 // setCron rewrites every schedule's cron expression.
-func (e *daemonEnv) setCron(t *testing.T, expr string) {
+func (e *daemonEnv) setCron(t testing.TB, expr string) {
 	t.Helper()
 	b, err := os.ReadFile(e.config)
 	if err != nil {
@@ -88,14 +88,14 @@ type runningDaemon struct {
 
 var listenRE = regexp.MustCompile(`API listening on (\S+)`)
 
-func startDaemon(t *testing.T, e *daemonEnv, env []string, args ...string) *runningDaemon {
+func startDaemon(t testing.TB, e *daemonEnv, env []string, args ...string) *runningDaemon {
 	t.Helper()
 	return startDaemonIn(t, e, e.state, env, args...)
 }
 
 // startDaemonIn starts a daemon with its own state directory (its history), as each replica of a
 // highly available daemon has in its own pod.
-func startDaemonIn(t *testing.T, e *daemonEnv, state string, env []string, args ...string) *runningDaemon {
+func startDaemonIn(t testing.TB, e *daemonEnv, state string, env []string, args ...string) *runningDaemon {
 	t.Helper()
 	s := startFaultline(t, env, state, append([]string{"daemon", "--config", e.config}, args...)...)
 	d := &runningDaemon{started: s}
@@ -121,7 +121,7 @@ func startDaemonIn(t *testing.T, e *daemonEnv, state string, env []string, args 
 	return d
 }
 
-func (d *runningDaemon) call(t *testing.T, method, path, token string, body any) (int, []byte) {
+func (d *runningDaemon) call(t testing.TB, method, path, token string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -143,7 +143,7 @@ func (d *runningDaemon) call(t *testing.T, method, path, token string, body any)
 	return resp.StatusCode, b
 }
 
-func (d *runningDaemon) trigger(t *testing.T, schedule string) string {
+func (d *runningDaemon) trigger(t testing.TB, schedule string) string {
 	t.Helper()
 	code, b := d.call(t, "POST", "/api/v1/runs", adminToken, map[string]string{"runbook": schedule})
 	if code != http.StatusAccepted {
@@ -187,10 +187,16 @@ func TestDaemonKillSwitchRevertsEveryRun(t *testing.T) {
 			t.Fatalf("victim %d still stopped when the kill switch returned", i)
 		}
 	}
+	// The kill switch answers once nothing is applied; the results reach history just after.
 	for _, id := range ids {
-		code, b := d.call(t, "GET", "/api/v1/runs/"+id, readToken, nil)
-		if code != http.StatusOK || !strings.Contains(string(b), `"halted"`) || !strings.Contains(string(b), "game day over") {
-			t.Fatalf("run %s in history: %d %s", id, code, b)
+		var last []byte
+		waitFor(t, 10*time.Second, "run "+id+" in history", func() bool {
+			code, b := d.call(t, "GET", "/api/v1/runs/"+id, readToken, nil)
+			last = b
+			return code == http.StatusOK && strings.Contains(string(b), `"state": "finished"`)
+		})
+		if !strings.Contains(string(last), `"halted"`) || !strings.Contains(string(last), "game day over") {
+			t.Fatalf("run %s in history: %s", id, last)
 		}
 	}
 	audit, err := os.ReadFile(filepath.Join(e.state, "audit.log"))

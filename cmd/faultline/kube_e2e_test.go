@@ -41,13 +41,13 @@ var kubeCluster = &kube.Shared{
 }
 
 // kubeFixture returns the cluster and a fresh namespace in it.
-func kubeFixture(t *testing.T, nsLabels map[string]string) (*kube.Cluster, *kubefix.Fixture) {
+func kubeFixture(t testing.TB, nsLabels map[string]string) (*kube.Cluster, *kubefix.Fixture) {
 	t.Helper()
 	c := kubeCluster.Get(t)
 	return c, kubefix.New(t, c.Client, "e2e", nsLabels)
 }
 
-func clusterUID(t *testing.T, c *kube.Cluster) string {
+func clusterUID(t testing.TB, c *kube.Cluster) string {
 	t.Helper()
 	ns, err := c.Client.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{})
 	if err != nil {
@@ -61,7 +61,7 @@ type kubeData struct {
 }
 
 // kubeRunbook renders a Kubernetes runbook; Faults is a YAML flow sequence of faults.
-func kubeRunbook(t *testing.T, d kubeData) string {
+func kubeRunbook(t testing.TB, d kubeData) string {
 	t.Helper()
 	if d.Duration == "" {
 		d.Duration = "1s"
@@ -81,7 +81,7 @@ environment:
 `, d)
 }
 
-func podUIDs(t *testing.T, f *kubefix.Fixture, selector string) map[string]bool {
+func podUIDs(t testing.TB, f *kubefix.Fixture, selector string) map[string]bool {
 	t.Helper()
 	ps, err := f.LivePods(f.Ctx(10*time.Second), selector)
 	if err != nil {
@@ -111,7 +111,7 @@ func TestKubeClusterID(t *testing.T) {
 }
 
 // faultlineEnv is faultline() with extra environment variables.
-func faultlineEnv(t *testing.T, env []string, stateDir string, args ...string) outcome {
+func faultlineEnv(t testing.TB, env []string, stateDir string, args ...string) outcome {
 	t.Helper()
 	s := startFaultline(t, env, stateDir, args...)
 	return s.wait(t, 2*time.Minute)
@@ -330,7 +330,7 @@ func TestKubeScaleToZeroSIGKILLThenRecover(t *testing.T) {
 	}
 }
 
-func mustReplicasOf(t *testing.T, f *kubefix.Fixture, kind, name string) int32 {
+func mustReplicasOf(t testing.TB, f *kubefix.Fixture, kind, name string) int32 {
 	t.Helper()
 	n, err := f.Replicas(f.Ctx(10*time.Second), kind, name)
 	if err != nil {
@@ -339,7 +339,7 @@ func mustReplicasOf(t *testing.T, f *kubefix.Fixture, kind, name string) int32 {
 	return n
 }
 
-func mustMin(t *testing.T, f *kubefix.Fixture, name string) string {
+func mustMin(t testing.TB, f *kubefix.Fixture, name string) string {
 	t.Helper()
 	m, err := f.HPAMin(f.Ctx(10*time.Second), name)
 	if err != nil {
@@ -352,7 +352,7 @@ func mustMin(t *testing.T, f *kubefix.Fixture, name string) string {
 }
 
 // rbacObjects reads the ClusterRoles of a deploy/rbac file.
-func rbacObjects(t *testing.T, file string) map[string]*rbacv1.ClusterRole {
+func rbacObjects(t testing.TB, file string) map[string]*rbacv1.ClusterRole {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "rbac", file))
 	if err != nil {
@@ -377,7 +377,7 @@ func rbacObjects(t *testing.T, file string) map[string]*rbacv1.ClusterRole {
 }
 
 // createRole installs a ClusterRole from deploy/rbac under a test-unique name.
-func createRole(t *testing.T, cs kubernetes.Interface, r *rbacv1.ClusterRole, name string) {
+func createRole(t testing.TB, cs kubernetes.Interface, r *rbacv1.ClusterRole, name string) {
 	t.Helper()
 	r = r.DeepCopy()
 	r.Name = name
@@ -388,7 +388,7 @@ func createRole(t *testing.T, cs kubernetes.Interface, r *rbacv1.ClusterRole, na
 	t.Cleanup(func() { _ = cs.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 }
 
-func bindCluster(t *testing.T, cs kubernetes.Interface, role, user string) {
+func bindCluster(t testing.TB, cs kubernetes.Interface, role, user string) {
 	t.Helper()
 	b := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: role + "-" + user},
@@ -405,7 +405,7 @@ func bindCluster(t *testing.T, cs kubernetes.Interface, role, user string) {
 
 // waitAllowed waits until RBAC lets the user do what the role grants (bindings reach the
 // authorizer's cache asynchronously).
-func waitAllowed(t *testing.T, cs kubernetes.Interface, ns string) {
+func waitAllowed(t testing.TB, cs kubernetes.Interface, ns string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "the role binding to take effect", func() bool {
 		_, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{Limit: 1})

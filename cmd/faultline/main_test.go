@@ -46,7 +46,7 @@ type outcome struct {
 }
 
 // result decodes the JSON result document from stdout.
-func (c outcome) result(t *testing.T) experiments.Result {
+func (c outcome) result(t testing.TB) experiments.Result {
 	t.Helper()
 	var r experiments.Result
 	if err := json.Unmarshal([]byte(c.stdout), &r); err != nil {
@@ -56,7 +56,7 @@ func (c outcome) result(t *testing.T) experiments.Result {
 }
 
 // faultline runs the binary to completion with a deadline.
-func faultline(t *testing.T, stateDir string, args ...string) outcome {
+func faultline(t testing.TB, stateDir string, args ...string) outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -101,7 +101,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startFaultline(t *testing.T, env []string, stateDir string, args ...string) *started {
+func startFaultline(t testing.TB, env []string, stateDir string, args ...string) *started {
 	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"--state-dir", stateDir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -122,7 +122,7 @@ func startFaultline(t *testing.T, env []string, stateDir string, args ...string)
 func (s *started) stderrText() string { return s.stderr.String() }
 
 // wait waits for the process to exit and returns its outcome.
-func (s *started) wait(t *testing.T, d time.Duration) outcome {
+func (s *started) wait(t testing.TB, d time.Duration) outcome {
 	t.Helper()
 	select {
 	case <-s.done:
@@ -138,17 +138,17 @@ type (
 	health = local.Health
 )
 
-func startVictims(t *testing.T, n int) []*victim { return local.StartVictims(t, n) }
+func startVictims(t testing.TB, n int) []*victim { return local.StartVictims(t, n) }
 
-func startHealth(t *testing.T) *health { return local.StartHealth(t) }
+func startHealth(t testing.TB) *health { return local.StartHealth(t) }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	local.WaitFor(t, d, what, cond)
 }
 
 // runbook renders a runbook template into a temp file.
-func runbook(t *testing.T, text string, data any) string {
+func runbook(t testing.TB, text string, data any) string {
 	t.Helper()
 	tpl := template.Must(template.New("rb").Parse(text))
 	var b bytes.Buffer

@@ -16,7 +16,7 @@ import (
 
 // snapshot is the network state a fault may change in a namespace: both iptables families and
 // the qdiscs, with the timestamps iptables-save prints removed.
-func snapshot(t *testing.T, ns *netns.NS) string {
+func snapshot(t testing.TB, ns *netns.NS) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -53,7 +53,7 @@ func newPromData(s *prom.Server, v *victim) promData {
 
 // setErrors sets the watched value and waits until Prometheus has scraped it; it returns when the
 // value was set.
-func setErrors(t *testing.T, s *prom.Server, v float64) time.Time {
+func setErrors(t testing.TB, s *prom.Server, v float64) time.Time {
 	t.Helper()
 	at := time.Now()
 	s.Target.Value.WithLabelValues("errors").Set(v)
@@ -67,7 +67,7 @@ func setErrors(t *testing.T, s *prom.Server, v float64) time.Time {
 
 // waitStopped waits until the run has paused the victim; a run that ends first fails the test with
 // its output.
-func waitStopped(t *testing.T, run *started, v *victim) {
+func waitStopped(t testing.TB, run *started, v *victim) {
 	t.Helper()
 	waitFor(t, 20*time.Second, "the victim to be stopped", func() bool {
 		select {
@@ -80,7 +80,7 @@ func waitStopped(t *testing.T, run *started, v *victim) {
 	})
 }
 
-func running(t *testing.T, v *victim) bool {
+func running(t testing.TB, v *victim) bool {
 	st := v.State()
 	return st == "S" || st == "R"
 }
@@ -307,7 +307,7 @@ func TestPrometheusForThreeIgnoresOneBlip(t *testing.T) {
 
 // evaluations reads faultline_guardrail_evaluations_total{guardrail,result} from a running
 // faultline's --metrics-addr.
-func evaluations(t *testing.T, addr, guardrail, result string) float64 {
+func evaluations(t testing.TB, addr, guardrail, result string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/faultline-dev/faultline/safety"
 )
 
-func openEntries(t *testing.T, stateDir string) []*safety.Entry {
+func openEntries(t testing.TB, stateDir string) []*safety.Entry {
 	t.Helper()
 	l, err := safety.OpenLedger(filepath.Join(stateDir, "ledger.db"))
 	if err != nil {
@@ -109,7 +109,7 @@ func TestSteadyStateFailureInjectsNothing(t *testing.T) {
 	}
 }
 
-func mustLedger(t *testing.T, state string) *safety.FileLedger {
+func mustLedger(t testing.TB, state string) *safety.FileLedger {
 	t.Helper()
 	l, err := safety.OpenLedger(filepath.Join(state, "ledger.db"))
 	if err != nil {

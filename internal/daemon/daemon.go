@@ -58,6 +58,9 @@ type Daemon struct {
 
 	paused, leader, ready atomic.Bool
 
+	// runsWG counts run goroutines, so that shutdown waits for results to be stored.
+	runsWG sync.WaitGroup
+
 	mu    sync.Mutex
 	runs  map[string]*activeRun
 	next  map[string]time.Time
@@ -68,7 +71,9 @@ type Daemon struct {
 type activeRun struct {
 	sum    RunSummary
 	cancel context.CancelCauseFunc
-	done   chan struct{}
+	// reverted closes when the engine returned: every fault of the run is reverted (or the
+	// result says revert-incomplete). done closes after the result is stored too.
+	reverted, done chan struct{}
 }
 
 // New returns a daemon; Run starts it.
@@ -88,7 +93,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.base = ctx
 	d.mu.Unlock()
-	defer d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
+	defer func() {
+		d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
+		d.runsWG.Wait()
+	}()
 
 	if d.o.Elect == nil {
 		// A single daemon owns its ledger: whatever is open belongs to a dead process.
@@ -179,13 +187,15 @@ func (d *Daemon) scheduledStart(ctx context.Context, name string, c *schedule.Co
 	if end, ok := c.Deadline(d.o.Clock.Now()); ok {
 		deadline = &end
 	}
-	ar := d.start(name, d.o.Config.Runbooks[name], "schedule", deadline)
+	ar := d.start(name, d.o.Config.Runbooks[name], "schedule", deadline, nil)
 	<-ar.done
 	return nil
 }
 
-// start launches a run; it returns at once.
-func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string, deadline *time.Time) *activeRun {
+// start launches a run; it returns at once. release (may be nil) is called as soon as the run's
+// faults are reverted, before anyone waiting on that learns of it, so that a caller who saw the
+// run halted can start the next one on the same target at once.
+func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string, deadline *time.Time, release func()) *activeRun {
 	runID := experiments.NewRunID()
 	d.mu.Lock()
 	base := d.base
@@ -198,16 +208,22 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 		inner := cancel
 		cancel = func(cause error) { inner(cause); stop() }
 	}
-	ar := &activeRun{cancel: cancel, done: make(chan struct{}),
+	ar := &activeRun{cancel: cancel, reverted: make(chan struct{}), done: make(chan struct{}),
 		sum: RunSummary{RunID: runID, Schedule: scheduleName, Runbook: rb.Metadata.Name, Trigger: trigger, StartedAt: time.Now()}}
 	d.mu.Lock()
 	d.runs[runID] = ar
 	d.today[scheduleName] = append(d.today[scheduleName], ar.sum.StartedAt)
 	d.mu.Unlock()
+	d.runsWG.Add(1)
 	go func() {
+		defer d.runsWG.Done()
 		defer close(ar.done)
 		defer cancel(nil)
 		res := d.o.Engine.Run(ctx, rb, experiments.RunOptions{RunID: runID})
+		if release != nil {
+			release()
+		}
+		close(ar.reverted)
 		end := res.EndedAt
 		sum := ar.sum
 		sum.EndedAt, sum.Verdict, sum.ExitCode, sum.Reason = &end, res.Verdict, res.ExitCode, res.Reason
@@ -228,7 +244,8 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 	return ar
 }
 
-// haltAll cancels every run with cause and waits for all of them to revert and finish.
+// haltAll cancels every run with cause and waits until all of their faults are reverted. It does
+// not wait for the results to be stored: the kill switch answers as soon as nothing is applied.
 func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
 	d.mu.Lock()
 	runs := make([]*activeRun, 0, len(d.runs))
@@ -242,7 +259,7 @@ func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
 		ids = append(ids, r.sum.RunID)
 	}
 	for _, r := range runs {
-		<-r.done
+		<-r.reverted
 	}
 	sort.Strings(ids)
 	return ids
@@ -313,8 +330,8 @@ func (d *Daemon) Trigger(_ context.Context, name, who string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: a run on target %q is in progress", ErrConflict, c.Target())
 	}
-	ar := d.start(sched.Name, d.o.Config.Runbooks[sched.Name], "api:"+who, nil)
-	go func() { <-ar.done; release() }()
+	// The gate guards faults on the target: it is released once they are reverted.
+	ar := d.start(sched.Name, d.o.Config.Runbooks[sched.Name], "api:"+who, nil, release)
 	return ar.sum.RunID, nil
 }
 
@@ -327,7 +344,7 @@ func (d *Daemon) Halt(runID, reason, who string) error {
 		return fmt.Errorf("%w: no active run %q", ErrNotFound, runID)
 	}
 	r.cancel(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (by %s)", reason, who)})
-	<-r.done
+	<-r.reverted
 	return nil
 }
 

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -131,6 +134,7 @@ func (m *Main) daemon(c *cli.Context) error {
 	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s)\n", ln.Addr(), identity)
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- srv.Serve(ctx, ln) }()
+	go m.daemonHousekeeping(ctx, srv, hist, log)
 
 	runErr := d.Run(ctx)
 	stop()
@@ -141,4 +145,32 @@ func (m *Main) daemon(c *cli.Context) error {
 		return exitWith(exitAborted, runErr)
 	}
 	return nil
+}
+
+// daemonHousekeeping reloads the API tokens on SIGHUP (they are also reloaded when the file
+// changes) and applies history retention by age hourly, so that it holds when no run finishes.
+func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist *history.Store, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := srv.ReloadTokens(); err != nil {
+				log.Error("reload API tokens on SIGHUP", "err", err)
+			} else {
+				log.Info("API tokens reloaded")
+			}
+		case <-tick.C:
+			if n, err := hist.Compact(ctx); err != nil {
+				log.Error("history retention", "err", err)
+			} else if n > 0 {
+				log.Info("history retention dropped old runs", "runs", n)
+			}
+		}
+	}
 }

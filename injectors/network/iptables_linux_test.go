@@ -310,29 +310,21 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	opts := []network.Option{network.NetnsDir(dir), network.SweepHostNamespace(false)}
 	inj := injectorFor(t, network.KindPartition, opts...)
 
-	ownedEnv, orphanEnv := newEnv(t), newEnv(t)
+	ownedEnv, orphanEnv, elsewhereEnv := newEnv(t), newEnv(t), newEnv(t)
 	fault := func(name string) runbooks.Fault {
 		return runbooks.Fault{Name: name, Partition: &runbooks.Partition{NetworkTarget: runbooks.NetworkTarget{Netns: ns.Name}}}
 	}
 	_, ownedRec := applied(t, inj, fault("kept"), ownedEnv)
-	// The orphan: applied by a run that crashed before its ledger entry was written.
-	orphan, err := inj.Prepare(ctx, fault("left-behind"), orphanEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := orphan.Apply(ctx, func(context.Context, json.RawMessage) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	// A nat chain of the same orphaned run, as the transparent proxy makes them, and a
-	// FAULTLINE chain without a label, which is not faultline's to judge.
-	natChain := network.ChainName(orphanEnv.RunID, "proxy")
-	script := strings.Join([]string{"*nat", ":" + natChain + " - [0:0]",
-		`-A ` + natChain + ` -m comment --comment "` + network.OwnerLabel(orphanEnv.RunID, "proxy", "proxy") + `"`,
-		"-A " + natChain + " -p tcp -d 10.200.0.9 --dport 80 -j REDIRECT --to-ports 15001",
-		"-I OUTPUT 1 -j " + natChain, "COMMIT",
-		"*filter", ":FAULTLINE-UNLABELED - [0:0]", "-A FAULTLINE-UNLABELED -j RETURN", "COMMIT", ""}, "\n")
-	if _, err := ns.Exec(ctx, "sh", "-c", "printf '%s' \"$0\" | iptables-restore --noflush", script); err != nil {
-		t.Fatal(err)
+	// A live run under another ledger (another --state-dir): not ours, but its process runs.
+	_, elsewhereRec := applied(t, inj, fault("elsewhere"), elsewhereEnv)
+	// The orphans: applied by a process that then died before its ledger entry was written (a
+	// real crash: the helper process exits without reverting). It leaves a filter chain in both
+	// families, a nat chain as the transparent proxy makes them, and a FAULTLINE chain without a
+	// label, which is not faultline's to judge.
+	helper := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperCrashedRun$", "-test.count=1")
+	helper.Env = append(os.Environ(), "FAULTLINE_HELPER_NETNS="+ns.Name, "FAULTLINE_HELPER_NETNSDIR="+dir, "FAULTLINE_HELPER_RUNID="+orphanEnv.RunID)
+	if out, err := helper.CombinedOutput(); err != nil {
+		t.Fatalf("helper process: %v\n%s", err, out)
 	}
 
 	owned := func(runID string) bool { return runID == ownedEnv.RunID }
@@ -344,12 +336,14 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 		t.Fatalf("Sweep removed %d chains, want 3 (orphan in filter v4 and v6, nat v4):\n%s", len(removed), strings.Join(removed, "\n"))
 	}
 	keptChain := network.ChainName(ownedEnv.RunID, "kept")
+	elsewhereChain := network.ChainName(elsewhereEnv.RunID, "elsewhere")
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
 		cs, err := chains(ctx, ns, cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"filter/" + keptChain}
+		want := []string{"filter/" + keptChain, "filter/" + elsewhereChain}
+		slices.Sort(want)
 		if cmd == "iptables-save" {
 			want = append(want, "filter/FAULTLINE-UNLABELED")
 			slices.Sort(want)
@@ -366,11 +360,44 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	if err := inj.Revert(ctx, ownedRec, ownedEnv); err != nil {
 		t.Fatal(err)
 	}
+	if err := inj.Revert(ctx, elsewhereRec, elsewhereEnv); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ns.Exec(ctx, "sh", "-c", "iptables -F FAULTLINE-UNLABELED && iptables -X FAULTLINE-UNLABELED"); err != nil {
 		t.Fatal(err)
 	}
 	if after := snapshot(t, ns); after != before {
 		t.Fatalf("rules differ from before:\n--- before\n%s--- after\n%s", before, after)
+	}
+}
+
+// TestHelperCrashedRun is not a test: TestSweepRemovesOrphansOnly runs it in a child process that
+// applies faults and exits without reverting them, which is what a crashed run leaves behind.
+func TestHelperCrashedRun(t *testing.T) {
+	nsName, dir, runID := os.Getenv("FAULTLINE_HELPER_NETNS"), os.Getenv("FAULTLINE_HELPER_NETNSDIR"), os.Getenv("FAULTLINE_HELPER_RUNID")
+	if nsName == "" {
+		t.Skip("helper process for TestSweepRemovesOrphansOnly")
+	}
+	ctx := ctxFor(t, 30*time.Second)
+	inj := injectorFor(t, network.KindPartition, network.NetnsDir(dir), network.SweepHostNamespace(false))
+	env := injectors.Env{RunID: runID}
+	act, err := inj.Prepare(ctx, runbooks.Fault{Name: "left-behind", Partition: &runbooks.Partition{NetworkTarget: runbooks.NetworkTarget{Netns: nsName}}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := act.Apply(ctx, func(context.Context, json.RawMessage) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	natChain := network.ChainName(runID, "proxy")
+	script := strings.Join([]string{"*nat", ":" + natChain + " - [0:0]",
+		`-A ` + natChain + ` -m comment --comment "` + network.OwnerLabel(runID, "proxy", "proxy") + `"`,
+		"-A " + natChain + " -p tcp -d 10.200.0.9 --dport 80 -j REDIRECT --to-ports 15001",
+		"-I OUTPUT 1 -j " + natChain, "COMMIT",
+		"*filter", ":FAULTLINE-UNLABELED - [0:0]", "-A FAULTLINE-UNLABELED -j RETURN", "COMMIT", ""}, "\n")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nsName, "iptables-restore", "--noflush")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore: %v\n%s", err, out)
 	}
 }
 

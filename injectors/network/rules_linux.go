@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,11 +53,53 @@ func ChainName(runID, fault string) string {
 }
 
 // OwnerLabel is the comment of the first rule of every FAULTLINE-* chain (a rule with no target,
-// which matches and does nothing): `faultline run=<runID> fault=<fault> kind=<kind>`. Sweep reads
-// the run ID back from it. Characters outside [A-Za-z0-9._:@+=/-] in fault and kind are replaced
-// by '_'; the run ID must not contain any (see ValidRunID).
+// which matches and does nothing): `faultline run=<runID> fault=<fault> kind=<kind> owner=<pid>.<start>`.
+// Sweep reads the run ID and the owner back from it. The owner is the process that builds the
+// label (the one that applies the fault), identified by pid and start time: a chain whose owner
+// still runs belongs to a live run — possibly one with another ledger (another --state-dir, a
+// test) — and is never swept. Characters outside [A-Za-z0-9._:@+=/-] in fault and kind are
+// replaced by '_'; the run ID must not contain any (see ValidRunID).
 func OwnerLabel(runID, fault, kind string) string {
-	return fmt.Sprintf("%srun=%s fault=%s kind=%s", labelPrefix, runID, labelSafe(fault), labelSafe(kind))
+	return fmt.Sprintf("%srun=%s fault=%s kind=%s owner=%s", labelPrefix, runID, labelSafe(fault), labelSafe(kind), selfOwner())
+}
+
+// selfOwner is "<pid>.<start time in clock ticks>" of this process.
+func selfOwner() string {
+	pid := os.Getpid()
+	start, err := processStart(pid)
+	if err != nil {
+		return strconv.Itoa(pid)
+	}
+	return fmt.Sprintf("%d.%d", pid, start)
+}
+
+// ownerAlive reports whether the process an owner= value names is still running (same pid, same
+// start time). An unparsable or missing owner counts as gone.
+func ownerAlive(owner string) bool {
+	p, st, ok := strings.Cut(owner, ".")
+	pid, err := strconv.Atoi(p)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	start, err := processStart(pid)
+	return err == nil && strconv.FormatUint(start, 10) == st
+}
+
+// processStart reads field 22 of /proc/PID/stat: the start time in clock ticks after boot.
+func processStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
 }
 
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@+=/-]{1,128}$`)
@@ -78,10 +121,10 @@ func labelSafe(s string) string {
 }
 
 // parseLabel reads the run ID and fault name from a comment written by OwnerLabel.
-func parseLabel(comment string) (runID, fault string, ok bool) {
+func parseLabel(comment string) (runID, fault, owner string, ok bool) {
 	rest, ok := strings.CutPrefix(comment, labelPrefix)
 	if !ok {
-		return "", "", false
+		return "", "", "", false
 	}
 	for _, kv := range strings.Fields(rest) {
 		k, v, _ := strings.Cut(kv, "=")
@@ -90,9 +133,11 @@ func parseLabel(comment string) (runID, fault string, ok bool) {
 			runID = v
 		case "fault":
 			fault = v
+		case "owner":
+			owner = v
 		}
 	}
-	return runID, fault, runID != ""
+	return runID, fault, owner, runID != ""
 }
 
 // hook is a rule in a built-in chain that jumps to the fault's chain.

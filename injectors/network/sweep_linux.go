@@ -40,6 +40,11 @@ func sweep(ctx context.Context, cfg *config, owned func(string) bool, log *slog.
 			}
 			return errors.Join(errs...)
 		})
+		if err != nil && t.Path != "" {
+			if _, serr := os.Stat(t.Path); errors.Is(serr, os.ErrNotExist) {
+				continue // the namespace went away during the sweep, and its chains with it
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sweep netns %s: %w", t.Label, err))
 		}
@@ -71,6 +76,9 @@ func sweepTargets(cfg *config) ([]target, error) {
 	for _, e := range entries {
 		path := filepath.Join(cfg.netnsDir, e.Name())
 		id, err := nsID(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted while we looked: nothing left in it to sweep
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network namespace %s: %w", path, err))
 			continue
@@ -124,13 +132,13 @@ func parseSave(out string) savedTable {
 	return st
 }
 
-func labelOf(args []string) (runID, fault string, ok bool) {
+func labelOf(args []string) (runID, fault, owner string, ok bool) {
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "--comment" {
 			return parseLabel(args[i+1])
 		}
 	}
-	return "", "", false
+	return "", "", "", false
 }
 
 // sweepTable removes the unowned faultline chains of one table in one transaction. A transaction
@@ -150,13 +158,13 @@ func sweepTable(ctx context.Context, t target, fam family, table string, owned f
 		doomed := map[string]bool{}
 		var removed []string
 		for _, c := range st.chains {
-			runID, fault, ok := labelOf(st.labels[c])
+			runID, fault, owner, ok := labelOf(st.labels[c])
 			if !ok {
 				log.Warn("leaving a FAULTLINE chain without a faultline owner label alone", "netns", t.Label, "family", fam, "table", table, "chain", c)
 				continue
 			}
-			if owned(runID) {
-				continue
+			if owned(runID) || ownerAlive(owner) {
+				continue // a live run's chain, whatever ledger it is in
 			}
 			doomed[c] = true
 			removed = append(removed, fmt.Sprintf("netns %s: %s -t %s chain %s (run %s, fault %s)", t.Label, fam.iptables(), table, c, runID, fault))

@@ -11,7 +11,9 @@ import (
 
 // DefaultDeniedNamespaces returns the namespaces no Kubernetes fault may touch, whatever the
 // runbook says: the control plane's own. faultline's own namespace is added by KubePolicyFor.
-func DefaultDeniedNamespaces() []string { return []string{"kube-system", "kube-public", "kube-node-lease"} }
+func DefaultDeniedNamespaces() []string {
+	return []string{"kube-system", "kube-public", "kube-node-lease"}
+}
 
 // KubePolicy is the runbook's policy as it applies to Kubernetes targets: the namespace
 // deny-list, the opt-in label and the blast-radius limits. Injectors resolve what a fault would

@@ -86,7 +86,7 @@ func TestKubernetesGuardrail(t *testing.T) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/checkout:1"}},
+					Containers:   []corev1.Container{{Name: "app", Image: "registry.invalid/checkout:1"}},
 					NodeSelector: map[string]string{"type": "kwok"},
 				},
 			},

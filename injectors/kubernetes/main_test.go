@@ -17,8 +17,6 @@ import (
 var cluster = &kube.Shared{
 	Options: []kube.Option{
 		kube.WithAPIServerArgs("--feature-gates=HPAScaleToZero=true"),
-		// The ReplicaSet controller creates the benchmark's thousands of pods at this rate.
-		kube.WithControllerManagerArgs("--kube-api-qps=500", "--kube-api-burst=1000"),
 	},
 	Setup: func(ctx context.Context, c *kube.Cluster) error { return c.AddNodes(ctx, 2, "chaos") },
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -92,6 +93,12 @@ func newResolver(cs k8s.Interface, env injectors.Env) *resolver {
 		owners: map[string]*workload{},
 		rs:     map[string]*appsv1.ReplicaSet{},
 	}
+}
+
+// clone copies the resolver and its caches, for use in another goroutine.
+func (r *resolver) clone() *resolver {
+	c := &resolver{cs: r.cs, pol: r.pol, ns: maps.Clone(r.ns), owners: maps.Clone(r.owners), rs: maps.Clone(r.rs)}
+	return c
 }
 
 // clientset returns the client or a refusal saying why there is none.

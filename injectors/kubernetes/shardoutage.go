@@ -458,6 +458,8 @@ type keepDownAction struct {
 	grace  *int64
 	picked []pod
 	rv     map[string]string // namespace → resourceVersion of the list the targets came from
+	// prepared holds Prepare's lookups; each watch starts from a copy.
+	prepared *resolver
 
 	stop    context.CancelFunc // ends the watch
 	done    chan struct{}      // closed when the watch, the deletions and the last record are done
@@ -490,7 +492,7 @@ func prepareKeepDown(ctx context.Context, cs k8s.Interface, spec runbooks.ShardO
 	if spec.GracePeriod != nil {
 		grace = *gracePeriod(spec.GracePeriod)
 	}
-	a := &keepDownAction{cs: cs, env: env, spec: spec, grace: &grace, rv: rv, seen: map[string]bool{}}
+	a := &keepDownAction{cs: cs, env: env, spec: spec, grace: &grace, rv: rv, seen: map[string]bool{}, prepared: r}
 	for _, c := range all {
 		a.picked = append(a.picked, podOf(c.pod, c.wl))
 	}
@@ -672,7 +674,9 @@ func (w podWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptions) 
 }
 
 func (a *keepDownAction) watchNamespace(ctx context.Context, ns, rv string) error {
-	r := newResolver(a.cs, a.env)
+	// Start from what Prepare looked up (the namespace, the shard's owners): the first returning
+	// pod is then deleted without a lookup.
+	r := a.prepared.clone()
 	opts, wl, err := a.listOptions(ctx, r)
 	if err != nil {
 		return err
@@ -773,10 +777,20 @@ func (a *keepDownAction) maybeDelete(ctx context.Context, r *resolver, wl *workl
 	go func() {
 		defer func() { <-a.sem; a.deletes.Done() }()
 		ok, err := deletePod(ctx, a.cs, tp, a.grace)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.fail(err)
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return
+		case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+			a.fail(err) // it will not get better during the window
+			return
+		default:
+			// One pod that could not be deleted (a timeout, the client's rate limit at the end of
+			// the window) does not end the outage; the next event about it retries.
+			a.mu.Lock()
+			delete(a.seen, tp.UID)
+			a.mu.Unlock()
+			a.emit(injectors.Event{Time: time.Now(), Message: fmt.Sprintf("could not delete %s: %v", tp, err)})
 			return
 		}
 		if ok {

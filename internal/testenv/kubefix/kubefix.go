@@ -91,7 +91,9 @@ func (s Spec) template() corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: s.podLabels()}, Spec: spec}
 }
 
-func (s Spec) podLabels() map[string]string { return merge(s.PodLabels, map[string]string{"app": s.Name}) }
+func (s Spec) podLabels() map[string]string {
+	return merge(s.PodLabels, map[string]string{"app": s.Name})
+}
 
 // Deployment creates a Deployment and waits until all its replicas are available.
 func (f *Fixture) Deployment(s Spec) *appsv1.Deployment {

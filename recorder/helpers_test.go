@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
-	"github.com/faultline-dev/faultline/injectors"
 )
 
 // pollUntil evaluates cond every 50ms until it holds or ctx ends, then fails the test with the
@@ -150,7 +150,9 @@ func killPods(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, se
 	return names
 }
 
-func metav1ListApp(app string) metav1.ListOptions { return metav1.ListOptions{LabelSelector: "app=" + app} }
+func metav1ListApp(app string) metav1.ListOptions {
+	return metav1.ListOptions{LabelSelector: "app=" + app}
+}
 
 // waitReadyPods waits until exactly n pods of the selection exist, none terminating, all Ready.
 func waitReadyPods(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, selector string, n int) {

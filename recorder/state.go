@@ -9,44 +9,75 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
-// observedAnnotation carries, on the recorder's cached copy of an object, when the watch event
-// that brought it was decoded (Unix nanoseconds). The informer's transform function stamps it as
-// the event comes off the wire, so the time does not include the wait in the informer's queues.
+// observedAnnotation carries, on the recorder's cached copy of a workload object, when the watch
+// event that brought it was decoded (Unix nanoseconds). The informer's transform function stamps
+// it as the event comes off the wire, so the time does not include the wait in the informer's
+// queues. (Pods carry the time in their podSkeleton.)
 const observedAnnotation = "recorder.faultline.dev/observed"
 
-// stripPod reduces a pod to what the recorder reads, and stamps the arrival time. It is idempotent
+// podSkeleton is what the recorder's pod caches hold of a pod: its identity, node, deletion and the
+// two conditions it reads, and when the watch event that brought it arrived. A few hundred bytes,
+// against several kilobytes for a *corev1.Pod even with its fields cleared.
+type podSkeleton struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta // name, namespace, UID, resourceVersion, creation and deletion only
+	observed          time.Time
+	node              string
+	scheduled, ready  *skeletonCondition
+}
+
+type skeletonCondition struct {
+	status  corev1.ConditionStatus
+	since   metav1.Time // lastTransitionTime
+	message string      // PodScheduled=False only: why the scheduler could not place the pod
+}
+
+func (p *podSkeleton) DeepCopyObject() runtime.Object {
+	c := *p
+	p.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	if p.scheduled != nil {
+		v := *p.scheduled
+		c.scheduled = &v
+	}
+	if p.ready != nil {
+		v := *p.ready
+		c.ready = &v
+	}
+	return &c
+}
+
+// stripPod turns a pod from the watch into a podSkeleton stamped with the arrival time. It runs as
+// the informer's transform, as the event comes off the wire, before any queueing; it is idempotent
 // (client-go may transform an object twice).
 func stripPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
-		return obj, nil
+		return obj, nil // a podSkeleton already, or a tombstone
 	}
-	if _, done := p.Annotations[observedAnnotation]; done {
-		return p, nil
-	}
-	now := time.Now()
-	out := &corev1.Pod{
+	out := &podSkeleton{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp,
 			DeletionGracePeriodSeconds: p.DeletionGracePeriodSeconds,
-			Annotations:                map[string]string{observedAnnotation: strconv.FormatInt(now.UnixNano(), 10)},
 		},
-		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
+		observed: time.Now(),
+		node:     p.Spec.NodeName,
 	}
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady || c.Type == corev1.PodScheduled {
-			c.Reason = ""
-			if c.Type == corev1.PodReady || c.Status == corev1.ConditionTrue {
-				c.Message = ""
+		switch c.Type {
+		case corev1.PodScheduled:
+			out.scheduled = &skeletonCondition{status: c.Status, since: c.LastTransitionTime}
+			if c.Status == corev1.ConditionFalse {
+				out.scheduled.message = c.Message
 			}
-			out.Status.Conditions = append(out.Status.Conditions, c)
+		case corev1.PodReady:
+			out.ready = &skeletonCondition{status: c.Status, since: c.LastTransitionTime}
 		}
 	}
 	return out, nil
@@ -74,6 +105,9 @@ func stampWorkload(obj any) (any, error) {
 // observedAt reads the arrival stamp, or now for an object that has none (a deletion the informer
 // inferred on a re-list).
 func observedAt(o metav1.Object) time.Time {
+	if p, ok := o.(*podSkeleton); ok && !p.observed.IsZero() {
+		return p.observed
+	}
 	if v, ok := o.GetAnnotations()[observedAnnotation]; ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return time.Unix(0, n)
@@ -141,15 +175,6 @@ func (s *workloadSession) workloadHandler(w *workload) cache.ResourceEventHandle
 	}
 }
 
-func condition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
-	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == t {
-			return &p.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
 func serverTime(t metav1.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -162,7 +187,7 @@ func (s *workloadSession) podEvent(w *workload, obj any, deleted, initial bool) 
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	k8sPod, ok := obj.(*corev1.Pod)
+	k8sPod, ok := obj.(*podSkeleton)
 	if !ok {
 		return
 	}
@@ -191,23 +216,23 @@ func (s *workloadSession) podEvent(w *workload, obj any, deleted, initial bool) 
 	} else if p.w == nil && w != nil {
 		p.w = w
 	}
-	if n := k8sPod.Spec.NodeName; n != "" {
+	if n := k8sPod.node; n != "" {
 		p.node = n
 		if !p.initial && p.scheduled == nil {
 			var srv *time.Time
-			if c := condition(k8sPod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionTrue {
-				srv = serverTime(c.LastTransitionTime)
+			if c := k8sPod.scheduled; c != nil && c.status == corev1.ConditionTrue {
+				srv = serverTime(c.since)
 			}
 			p.scheduled = newMoment(at, srv, s.lateAfter)
 			p.pending = ""
 		}
-	} else if c := condition(k8sPod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse {
-		p.pending = c.Message
+	} else if c := k8sPod.scheduled; c != nil && c.status == corev1.ConditionFalse {
+		p.pending = c.message
 	}
-	rc := condition(k8sPod, corev1.PodReady)
-	isReady := rc != nil && rc.Status == corev1.ConditionTrue
+	rc := k8sPod.ready
+	isReady := rc != nil && rc.status == corev1.ConditionTrue
 	if isReady && !p.initial && p.ready == nil {
-		p.ready = newMoment(at, serverTime(rc.LastTransitionTime), s.lateAfter)
+		p.ready = newMoment(at, serverTime(rc.since), s.lateAfter)
 	}
 	terminating := deleted || k8sPod.DeletionTimestamp != nil
 	if terminating && p.killed == nil && !p.preTerminating && s.started {

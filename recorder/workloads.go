@@ -170,15 +170,22 @@ func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injec
 		}
 	}
 
-	for _, inf := range informers {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			inf.RunWithContext(sctx)
-		}()
-	}
-	if err := waitSynced(ctx, syncTimeout, regs, s); err != nil {
-		return fail(err)
+	// Start the watches a few at a time: each one's initial list arrives as full pods before they
+	// are reduced to skeletons, and fifty of them at once would double the memory peak for nothing.
+	syncCtx, cancelSync := context.WithTimeout(ctx, syncTimeout)
+	defer cancelSync()
+	for i := 0; i < len(informers); i += syncBatch {
+		j := min(i+syncBatch, len(informers))
+		for _, inf := range informers[i:j] {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				inf.RunWithContext(sctx)
+			}()
+		}
+		if err := waitSynced(syncCtx, syncTimeout, regs[i:j], s); err != nil {
+			return fail(err)
+		}
 	}
 	s.markStarted()
 	log.Debug("workload recorder watching", "workloads", len(s.workloads), "watches", len(informers))
@@ -366,11 +373,12 @@ func podInformer(cs kubernetes.Interface, ns, selector string) cache.SharedIndex
 	return inf
 }
 
+// syncBatch is how many watches Start opens at a time.
+const syncBatch = 8
+
 // waitSynced waits until every handler has been given its watch's initial list, failing early on
-// a watch error (RBAC, a missing resource) rather than waiting for the timeout.
+// a watch error (RBAC, a missing resource) rather than waiting for the timeout (ctx's deadline).
 func waitSynced(ctx context.Context, timeout time.Duration, regs []cache.ResourceEventHandlerRegistration, s *workloadSession) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -388,7 +396,7 @@ func waitSynced(ctx context.Context, timeout time.Duration, regs []cache.Resourc
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("watches not ready after %s (%d of %d synced): %w", timeout, synced, len(regs), context.Cause(ctx))
+			return fmt.Errorf("watches not ready within %s (%d of %d synced in the last batch): %w", timeout, synced, len(regs), context.Cause(ctx))
 		case <-tick.C:
 		}
 	}

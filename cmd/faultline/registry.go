@@ -7,6 +7,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/injectors/process"
+	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -20,6 +21,7 @@ func registry() (*injectors.Registry, error) {
 		kubernetes.ShardOutage{},
 	}
 	all = append(all, network.Injectors()...)
+	all = append(all, proxy.Injectors()...)
 	return injectors.NewRegistry(all...)
 }
 

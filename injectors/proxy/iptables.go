@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -64,11 +65,16 @@ func (p portRange) String() string {
 
 // rules returns the chain's rules and its hooks, as iptables-restore lines without the -A/-I.
 //
-// The REDIRECT rules match SYNs only. In a namespace where nothing used conntrack before, the nat
-// table starts it: the next packet of a connection that was already open is then picked up
-// mid-stream as a "new" connection and would be redirected to the listener, which knows nothing
-// of it and answers with a reset. Matching --syn leaves such connections alone (they get a null
-// NAT binding for their lifetime); only connections opened after Apply are delayed.
+// The REDIRECT rules match SYNs of NEW connections only:
+//   - --syn: in a namespace where nothing used conntrack before, the nat table starts it, and the
+//     next packet of a connection that was already open is picked up mid-stream as a "new"
+//     connection; redirected, it would reach a listener that knows nothing of it and be reset.
+//     Such connections get a null NAT binding for their lifetime instead; only connections opened
+//     after Apply are delayed.
+//   - --ctstate NEW: without a conntrack match in the namespace, a redirected connection was seen
+//     to be reset now and then (a reply from the listener left un-NATed, as a packet conntrack
+//     holds out of window does; nf_conntrack_tcp_be_liberal=1 also cured it). With the match it
+//     was not seen again in thousands of round trips (TestLatencyTransparentSoak).
 func (s redirectSpec) rules() (chain, hooks []string) {
 	c := fmt.Sprintf("-m comment --comment %q", s.Comment)
 	redirect := fmt.Sprintf("-j REDIRECT --to-ports %d", s.ToPort)
@@ -96,6 +102,7 @@ func (s redirectSpec) rules() (chain, hooks []string) {
 				if pr.Lo != 0 {
 					r += " --dport " + pr.String()
 				}
+				r += " -m conntrack --ctstate NEW"
 				chain = append(chain, r+" -m addrtype --src-type LOCAL "+redirect)
 			}
 		}
@@ -112,6 +119,7 @@ func (s redirectSpec) rules() (chain, hooks []string) {
 				if pr.Lo != 0 {
 					r += " --dport " + pr.String()
 				}
+				r += " -m conntrack --ctstate NEW"
 				chain = append(chain, r+" -m addrtype ! --src-type LOCAL --dst-type LOCAL "+redirect)
 			}
 		}
@@ -307,10 +315,10 @@ func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, 
 			if len(rules) == 0 {
 				continue
 			}
-			run, kind, ok := parseLabel(commentOf(rules[0]))
+			run, kind, owner, ok := parseLabel(commentOf(rules[0]))
 			// A FAULTLINE chain of another kind is its injector's to sweep; one without a label is
-			// nobody's faultline can judge.
-			if !ok || kind != "latency" || owned(run) {
+			// nobody's faultline can judge; one whose owner process runs has a live listener.
+			if !ok || kind != "latency" || owned(run) || ownerAlive(owner) {
 				continue
 			}
 			did, err := removeChain(ctx, ns, f, chain)
@@ -353,9 +361,54 @@ func chainName(runID, fault string) string {
 }
 
 // ownerLabel is the comment of the chain's first rule (a rule without a target, which matches and
-// does nothing) and of its hooks: sweepers read the run ID back from it.
-func ownerLabel(runID, fault string) string {
-	return fmt.Sprintf("faultline run=%s fault=%s kind=latency", runID, labelSafe(fault))
+// does nothing) and of its hooks: `faultline run=<run> fault=<fault> kind=latency owner=<pid>.<start>`.
+// Sweepers read the run and the owner back from it; a chain whose owner process still runs is
+// never swept (its listener is alive, and it may belong to a run of another ledger).
+func ownerLabel(runID, fault, owner string) string {
+	return fmt.Sprintf("faultline run=%s fault=%s kind=latency owner=%s", runID, labelSafe(fault), owner)
+}
+
+// selfOwner is "<pid>.<start time in clock ticks>" of this process.
+func selfOwner() string {
+	pid := os.Getpid()
+	start, err := processStart(pid)
+	if err != nil {
+		return strconv.Itoa(pid)
+	}
+	return fmt.Sprintf("%d.%d", pid, start)
+}
+
+// ownerAlive reports whether the process an owner= value names still runs (same pid, same start
+// time). An unparsable or missing owner counts as gone.
+func ownerAlive(owner string) bool {
+	p, st, ok := strings.Cut(owner, ".")
+	pid, err := strconv.Atoi(p)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	start, err := processStart(pid)
+	return err == nil && strconv.FormatUint(start, 10) == st
+}
+
+// processStart reads field 22 of /proc/PID/stat: the start time in clock ticks after boot.
+func processStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return v, nil
 }
 
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@+=/-]{1,128}$`)
@@ -376,11 +429,11 @@ func labelSafe(s string) string {
 	return string(b)
 }
 
-// parseLabel reads run and kind from an owner label.
-func parseLabel(comment string) (runID, kind string, ok bool) {
+// parseLabel reads run, kind and owner from an owner label.
+func parseLabel(comment string) (runID, kind, owner string, ok bool) {
 	rest, ok := strings.CutPrefix(comment, "faultline ")
 	if !ok {
-		return "", "", false
+		return "", "", "", false
 	}
 	for _, kv := range strings.Fields(rest) {
 		k, v, _ := strings.Cut(kv, "=")
@@ -389,7 +442,9 @@ func parseLabel(comment string) (runID, kind string, ok bool) {
 			runID = v
 		case "kind":
 			kind = v
+		case "owner":
+			owner = v
 		}
 	}
-	return runID, kind, runID != ""
+	return runID, kind, owner, runID != ""
 }

@@ -47,11 +47,13 @@ type LatencyInjector struct {
 	netemErr error
 	// probe reports whether the kernel has netem; ProbeNetem unless a test says otherwise.
 	probe func() (bool, error)
+	// owner names the process in chain labels; selfOwner unless a test plays a dead process.
+	owner func() string
 }
 
 // NewLatencyInjector returns the latency injector.
 func NewLatencyInjector() *LatencyInjector {
-	return &LatencyInjector{live: map[string]*Proxy{}, probe: ProbeNetem}
+	return &LatencyInjector{live: map[string]*Proxy{}, probe: ProbeNetem, owner: selfOwner}
 }
 
 // Kind implements injectors.Injector.
@@ -393,7 +395,7 @@ func (a *latencyAction) applyProxy(ctx context.Context, rec injectors.Recorder) 
 
 func (a *latencyAction) redirect(v6 bool) redirectSpec {
 	s := redirectSpec{
-		Chain: a.rec.Chain, Comment: ownerLabel(a.rec.RunID, a.rec.Fault),
+		Chain: a.rec.Chain, Comment: ownerLabel(a.rec.RunID, a.rec.Fault, a.inj.owner()),
 		Egress: a.egress, Ingress: a.ingres, Ports: a.ports, ToPort: a.rec.Port, Mark: Mark, Family: familyOf(v6),
 	}
 	for _, p := range a.peers {
@@ -528,9 +530,10 @@ func recordedFamily(rec latencyRecord, name string) bool {
 	return false
 }
 
-// Sweep implements injectors.Sweeper: it removes latency nat chains (FAULTLINE-<id> carrying a
-// "faultline run=… kind=latency" comment) of runs no ledger entry owns, in the host's namespace
-// and every named one. Chains without that comment belong to other injectors and are left alone.
+// Sweep implements injectors.Sweeper: it removes latency nat chains (FAULTLINE-<id> labelled
+// "faultline run=… kind=latency owner=…") of runs no ledger entry owns and whose owner process is
+// gone, in the host's namespace and every named one. Chains without that label belong to other
+// injectors and are left alone.
 // netem qdiscs carry no run and are removed through the ledger only.
 func (inj *LatencyInjector) Sweep(ctx context.Context, owned func(runID string) bool, _ injectors.Env) ([]string, error) {
 	refs, err := namespacesToSweep()

@@ -155,23 +155,20 @@ func (p *Proxy) Close() error {
 }
 
 // Shutdown stops accepting, removes every toxic (held and delayed data is released) and lets
-// open connections finish until ctx ends; then it closes the rest like Close.
+// open connections, and those still connecting to their upstream, finish until ctx ends; then it
+// closes the rest like Close.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	err := p.stopAccepting()
 	_ = p.SetToxics()
-	p.mu.Lock()
-	dones := make([]chan struct{}, 0, len(p.conns))
-	for c := range p.conns {
-		dones = append(dones, c.done)
-	}
-	p.mu.Unlock()
-wait:
-	for _, d := range dones {
-		select {
-		case <-d:
-		case <-ctx.Done():
-			break wait
-		}
+	// With the listener closed, the wait group counts only connection handlers.
+	idle := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
 	}
 	return errors.Join(err, p.Close())
 }

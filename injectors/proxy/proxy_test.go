@@ -177,6 +177,22 @@ func expectReset(t *testing.T, addr string) {
 	}
 }
 
+// waitFor polls cond every 5ms for up to 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
@@ -444,6 +460,9 @@ func TestShutdownDrains(t *testing.T) {
 	if _, err := c.Write([]byte("data")); err != nil {
 		t.Fatal(err)
 	}
+	// A connection still in the listener's backlog when Shutdown closes it is reset by the
+	// kernel: wait until the proxy has taken this one.
+	waitFor(t, "the connection to be proxied", func() bool { return p.Stats().Open == 1 })
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -69,19 +69,19 @@ func TestNetemFilters(t *testing.T) {
 
 func TestRedirectScriptAndRemoval(t *testing.T) {
 	s := redirectSpec{
-		Chain: "FAULTLINE-ABC", Comment: ownerLabel("run1", "lat"), Egress: true, Ingress: true,
+		Chain: "FAULTLINE-ABC", Comment: ownerLabel("run1", "lat", "42.7"), Egress: true, Ingress: true,
 		Peers: []netip.Prefix{netip.MustParsePrefix("10.200.1.2/32")}, Ports: []portRange{{8000, 8100}},
 		ToPort: 41234, Mark: Mark, Family: familyOf(false),
 	}
 	got := s.script()
 	want := `*nat
 :FAULTLINE-ABC - [0:0]
--A FAULTLINE-ABC -m comment --comment "faultline run=run1 fault=lat kind=latency"
+-A FAULTLINE-ABC -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7"
 -A FAULTLINE-ABC -m mark --mark 0x1f170000 -j RETURN
--A FAULTLINE-ABC -p tcp -d 10.200.1.2/32 -m tcp --syn --dport 8000:8100 -m addrtype --src-type LOCAL -j REDIRECT --to-ports 41234
--A FAULTLINE-ABC -p tcp -s 10.200.1.2/32 -m tcp --syn --dport 8000:8100 -m addrtype ! --src-type LOCAL --dst-type LOCAL -j REDIRECT --to-ports 41234
--I OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
--I PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
+-A FAULTLINE-ABC -p tcp -d 10.200.1.2/32 -m tcp --syn --dport 8000:8100 -m conntrack --ctstate NEW -m addrtype --src-type LOCAL -j REDIRECT --to-ports 41234
+-A FAULTLINE-ABC -p tcp -s 10.200.1.2/32 -m tcp --syn --dport 8000:8100 -m conntrack --ctstate NEW -m addrtype ! --src-type LOCAL --dst-type LOCAL -j REDIRECT --to-ports 41234
+-I OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
+-I PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
 COMMIT
 `
 	if got != want {
@@ -92,17 +92,17 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 :FAULTLINE-ABC - [0:0]
 :FAULTLINE-OTHER - [0:0]
--A PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
--A OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
+-A PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
+-A OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
 -A OUTPUT -j FAULTLINE-OTHER
--A FAULTLINE-ABC -m comment --comment "faultline run=run1 fault=lat kind=latency"
+-A FAULTLINE-ABC -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7"
 COMMIT
 `
 	tbl := parseNat([]byte(saved))
 	rm := tbl.removeScript("FAULTLINE-ABC")
 	wantRm := `*nat
--D PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
--D OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency" -j FAULTLINE-ABC
+-D PREROUTING -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
+-D OUTPUT -p tcp -m comment --comment "faultline run=run1 fault=lat kind=latency owner=42.7" -j FAULTLINE-ABC
 -F FAULTLINE-ABC
 -X FAULTLINE-ABC
 COMMIT
@@ -113,8 +113,11 @@ COMMIT
 	if tbl.removeScript("FAULTLINE-GONE") != "" {
 		t.Fatal("a missing chain must give no script")
 	}
-	run, kind, ok := parseLabel(commentOf(tbl.rules["FAULTLINE-ABC"][0]))
-	if !ok || run != "run1" || kind != "latency" {
-		t.Fatalf("label read back as %q %q %v", run, kind, ok)
+	run, kind, owner, ok := parseLabel(commentOf(tbl.rules["FAULTLINE-ABC"][0]))
+	if !ok || run != "run1" || kind != "latency" || owner != "42.7" {
+		t.Fatalf("label read back as %q %q %q %v", run, kind, owner, ok)
+	}
+	if !ownerAlive(selfOwner()) || ownerAlive("42.7") && selfOwner() != "42.7" {
+		t.Fatal("ownerAlive misjudges this process or a made-up one")
 	}
 }

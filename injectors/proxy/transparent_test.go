@@ -544,9 +544,15 @@ func TestLatencySweep(t *testing.T) {
 	}
 	orphanEnv := injectors.Env{RunID: "orphan-" + id}
 	liveEnv := injectors.Env{RunID: "live-" + id}
+	// The orphan's chain is labelled as a dead process's (as after a crash); the live run's by
+	// this process.
+	dead := NewLatencyInjector()
+	dead.owner = func() string { return "1.1" } // pid 1 did not start at tick 1
+	orphan := apply(t, dead, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	inj := NewLatencyInjector()
-	orphan := apply(t, inj, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	apply(t, inj, latencyFault("b", l.A, "egress", l.B4, port+1, 10*time.Millisecond, 0, ""), liveEnv)
+	// A chain of an unowned run whose process still runs is not swept either.
+	apply(t, inj, latencyFault("c", l.A, "egress", l.B4, port+2, 10*time.Millisecond, 0, ""), orphanEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Another injector's chain of the same orphaned run: not the latency sweeper's to remove.
@@ -576,6 +582,7 @@ func TestLatencySweep(t *testing.T) {
 	for chain, want := range map[string]bool{
 		chainName(orphanEnv.RunID, "a"): false,
 		chainName(liveEnv.RunID, "b"):   true,
+		chainName(orphanEnv.RunID, "c"): true,
 		other:                           true,
 	} {
 		if got, err := hasChain(ctx, l.A, chain); err != nil || got != want {
@@ -583,7 +590,7 @@ func TestLatencySweep(t *testing.T) {
 		}
 	}
 	// Reverting the swept fault still succeeds (it closes the listener).
-	revert(t, inj, orphan, orphanEnv)
+	revert(t, dead, orphan, orphanEnv)
 	if _, err := l.A.Exec(ctx, "sh", "-c", "iptables -t nat -F "+other+" && iptables -t nat -X "+other); err != nil {
 		t.Fatal(err)
 	}
@@ -596,7 +603,7 @@ func TestNamingMatchesNetworkInjectors(t *testing.T) {
 		if got, want := chainName(c[0], c[1]), network.ChainName(c[0], c[1]); got != want {
 			t.Errorf("chainName%q = %s, network.ChainName = %s", c, got, want)
 		}
-		if got, want := ownerLabel(c[0], c[1]), network.OwnerLabel(c[0], c[1], "latency"); got != want {
+		if got, want := ownerLabel(c[0], c[1], selfOwner()), network.OwnerLabel(c[0], c[1], "latency"); got != want {
 			t.Errorf("ownerLabel%q = %s, network.OwnerLabel = %s", c, got, want)
 		}
 		if validRunID(c[0]) != network.ValidRunID(c[0]) {
@@ -618,6 +625,7 @@ func TestNetworkSweeperRemovesLatencyChains(t *testing.T) {
 	}
 	env := injectors.Env{RunID: "orphan-" + id}
 	inj := NewLatencyInjector()
+	inj.owner = func() string { return "1.1" } // labelled as a crashed process's
 	act := apply(t, inj, latencyFault("a", l.A, "", l.B4, port, 10*time.Millisecond, 0, ""), env)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

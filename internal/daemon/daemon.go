@@ -244,8 +244,8 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 	return ar
 }
 
-// haltAll cancels every run with cause and waits until all of their faults are reverted. It does
-// not wait for the results to be stored: the kill switch answers as soon as nothing is applied.
+// haltAll cancels every run with cause and waits until each has reverted its faults and stored its
+// result, so that a caller who gets the answer finds the runs finished in history.
 func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
 	d.mu.Lock()
 	runs := make([]*activeRun, 0, len(d.runs))
@@ -259,7 +259,7 @@ func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
 		ids = append(ids, r.sum.RunID)
 	}
 	for _, r := range runs {
-		<-r.reverted
+		<-r.done
 	}
 	sort.Strings(ids)
 	return ids
@@ -344,7 +344,7 @@ func (d *Daemon) Halt(runID, reason, who string) error {
 		return fmt.Errorf("%w: no active run %q", ErrNotFound, runID)
 	}
 	r.cancel(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (by %s)", reason, who)})
-	<-r.reverted
+	<-r.done
 	return nil
 }
 

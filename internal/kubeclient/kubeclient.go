@@ -37,8 +37,8 @@ type Options struct {
 	// SelfNamespace is the namespace faultline itself runs in (--self-namespace). Empty means: read
 	// InClusterNamespaceFile when it exists, else none.
 	SelfNamespace string
-	// QPS and Burst bound the client's request rate (defaults 50 and 100: chaos runs list and
-	// delete in bursts, client-go's defaults of 5/10 would throttle a 10,000-pod namespace).
+	// QPS and Burst bound the client's request rate (defaults 200 and 400). Chaos runs list and
+	// delete in bursts: at 50/100 the deletions of 1 % of 10,000 pods waited 2-3 s on the limiter.
 	QPS   float32
 	Burst int
 }
@@ -82,10 +82,10 @@ func (c *Client) load() {
 		cfg = rest.CopyConfig(cfg)
 		cfg.QPS, cfg.Burst = c.opts.QPS, c.opts.Burst
 		if cfg.QPS == 0 {
-			cfg.QPS = 50
+			cfg.QPS = 200
 		}
 		if cfg.Burst == 0 {
-			cfg.Burst = 100
+			cfg.Burst = 400
 		}
 		if cfg.UserAgent == "" {
 			cfg.UserAgent = "faultline"

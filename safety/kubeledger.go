@@ -35,7 +35,9 @@ type KubeLedger struct {
 }
 
 // Where implements Ledger.
-func (l *KubeLedger) Where() string { return "configmaps -l " + LabelLedger + " in namespace " + l.Namespace }
+func (l *KubeLedger) Where() string {
+	return "configmaps -l " + LabelLedger + " in namespace " + l.Namespace
+}
 
 // objectName maps an entry ID (which may hold characters a name cannot) to a stable DNS-1123 name.
 func objectName(id string) string {

@@ -29,7 +29,10 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
 	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
 	log = log.With("experiment", x.Name)
-	defer func() { er.EndedAt = time.Now() }()
+	defer func() {
+		er.EndedAt = time.Now()
+		log.Info("experiment finished", "verdict", er.Verdict, "reason", er.Reason, "took", er.EndedAt.Sub(er.StartedAt))
+	}()
 	glog, hlog := newObsLog(guards, e), newObsLog(hyps, e)
 	defer func() { er.Guardrails, er.Hypothesis = glog.results(), hlog.results() }()
 	end := func(v Verdict, format string, args ...any) ExperimentResult {

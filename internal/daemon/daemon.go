@@ -155,7 +155,8 @@ func (d *Daemon) schedule(ctx context.Context) {
 				d.mu.Unlock()
 				d.o.Metrics.NextStart(name, at)
 			})
-			if err != nil && ctx.Err() == nil {
+			// LoopNotify returns only with an error: ctx ending, or no permitted start left.
+			if ctx.Err() == nil {
 				d.log.Error("schedule stopped", "schedule", name, "err", err)
 			}
 		}()

@@ -14,31 +14,13 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
+	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
 )
 
-// pollUntil evaluates cond every 50ms until it holds or ctx ends, then fails the test with the
-// last state cond described.
+// pollUntil polls cond through kubefix.Poll at this package's interval.
 func pollUntil(ctx context.Context, t testing.TB, what string, cond func(ctx context.Context) (string, bool, error)) {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		state, ok, err := cond(ctx)
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = state
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last: %s)", what, ctx.Err(), last)
-		case <-tick.C:
-		}
-	}
+	kubefix.Poll(ctx, t, 50*time.Millisecond, what, cond)
 }
 
 func envFor(t testing.TB, c *kube.Cluster) injectors.Env {

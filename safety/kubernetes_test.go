@@ -14,6 +14,7 @@ import (
 
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
+	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -40,29 +41,10 @@ func compileKube(t *testing.T, cfg *rest.Config, guardrail string) *safety.Guard
 	return gs[0]
 }
 
-// pollUntil evaluates cond every 100ms until it holds or ctx ends; it fails the test with the last
-// state cond described.
-func pollUntil(ctx context.Context, t *testing.T, what string, cond func(ctx context.Context) (string, bool, error)) {
+// pollUntil polls cond through kubefix.Poll at this package's interval.
+func pollUntil(ctx context.Context, t testing.TB, what string, cond func(ctx context.Context) (string, bool, error)) {
 	t.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		state, ok, err := cond(ctx)
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = state
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v (last: %s)", what, ctx.Err(), last)
-		case <-tick.C:
-		}
-	}
+	kubefix.Poll(ctx, t, 100*time.Millisecond, what, cond)
 }
 
 func TestKubernetesGuardrail(t *testing.T) {

@@ -254,7 +254,14 @@ func (f *Fixture) WaitReadyPods(ctx context.Context, selector string, n int) {
 // ends first.
 func (f *Fixture) Until(ctx context.Context, what string, cond func(ctx context.Context) (string, bool, error)) {
 	f.T.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
+	Poll(ctx, f.T, 100*time.Millisecond, what, cond)
+}
+
+// Poll evaluates cond every interval until it holds; it fails the test with the last state cond
+// described (or its last error) when ctx ends first.
+func Poll(ctx context.Context, t testing.TB, every time.Duration, what string, cond func(ctx context.Context) (string, bool, error)) {
+	t.Helper()
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var last string
 	for {
@@ -269,7 +276,7 @@ func (f *Fixture) Until(ctx context.Context, what string, cond func(ctx context.
 		}
 		select {
 		case <-ctx.Done():
-			f.T.Fatalf("waiting for %s: %v (last: %s)", what, ctx.Err(), last)
+			t.Fatalf("waiting for %s: %v (last: %s)", what, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}

@@ -60,11 +60,17 @@ func ChainName(runID, fault string) string {
 // test) — and is never swept. Characters outside [A-Za-z0-9._:@+=/-] in fault and kind are
 // replaced by '_'; the run ID must not contain any (see ValidRunID).
 func OwnerLabel(runID, fault, kind string) string {
-	return fmt.Sprintf("%srun=%s fault=%s kind=%s owner=%s", labelPrefix, runID, labelSafe(fault), labelSafe(kind), selfOwner())
+	return OwnerLabelFor(runID, fault, kind, SelfOwner())
 }
 
-// selfOwner is "<pid>.<start time in clock ticks>" of this process.
-func selfOwner() string {
+// OwnerLabelFor is OwnerLabel with the owner given (as SelfOwner formats it); the transparent
+// proxy records its listener's process this way.
+func OwnerLabelFor(runID, fault, kind, owner string) string {
+	return fmt.Sprintf("%srun=%s fault=%s kind=%s owner=%s", labelPrefix, runID, labelSafe(fault), labelSafe(kind), owner)
+}
+
+// SelfOwner is "<pid>.<start time in clock ticks>" of this process.
+func SelfOwner() string {
 	pid := os.Getpid()
 	start, err := processStart(pid)
 	if err != nil {
@@ -73,9 +79,9 @@ func selfOwner() string {
 	return fmt.Sprintf("%d.%d", pid, start)
 }
 
-// ownerAlive reports whether the process an owner= value names is still running (same pid, same
+// OwnerAlive reports whether the process an owner= value names is still running (same pid, same
 // start time). An unparsable or missing owner counts as gone.
-func ownerAlive(owner string) bool {
+func OwnerAlive(owner string) bool {
 	p, st, ok := strings.Cut(owner, ".")
 	pid, err := strconv.Atoi(p)
 	if !ok || err != nil || pid <= 0 {

@@ -163,7 +163,7 @@ func sweepTable(ctx context.Context, t target, fam family, table string, owned f
 				log.Warn("leaving a FAULTLINE chain without a faultline owner label alone", "netns", t.Label, "family", fam, "table", table, "chain", c)
 				continue
 			}
-			if owned(runID) || ownerAlive(owner) {
+			if owned(runID) || OwnerAlive(owner) {
 				continue // a live run's chain, whatever ledger it is in
 			}
 			doomed[c] = true

@@ -6,16 +6,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/faultline-dev/faultline/injectors/network"
 )
 
 // ChainPrefix starts the name of every iptables chain faultline creates: FAULTLINE-<id>.
@@ -353,81 +352,23 @@ func namespacesToSweep() ([]nsRef, error) {
 // The naming and labelling below match the network injectors' (injectors/network: ChainName,
 // OwnerLabel), so that their sweeper and this one agree on whose chain is whose.
 
-// chainName is the chain a latency fault owns: FAULTLINE- and 16 hex digits of a hash of the run
-// ID and the fault's name (26 characters, within iptables' limit of 28).
-func chainName(runID, fault string) string {
-	sum := sha256.Sum256([]byte(runID + "\x00" + fault))
-	return ChainPrefix + strings.ToUpper(hex.EncodeToString(sum[:8]))
-}
+// chainName is the chain a latency fault owns (network.ChainName).
+func chainName(runID, fault string) string { return network.ChainName(runID, fault) }
 
 // ownerLabel is the comment of the chain's first rule (a rule without a target, which matches and
 // does nothing) and of its hooks: `faultline run=<run> fault=<fault> kind=latency owner=<pid>.<start>`.
 // Sweepers read the run and the owner back from it; a chain whose owner process still runs is
 // never swept (its listener is alive, and it may belong to a run of another ledger).
 func ownerLabel(runID, fault, owner string) string {
-	return fmt.Sprintf("faultline run=%s fault=%s kind=latency owner=%s", runID, labelSafe(fault), owner)
+	return network.OwnerLabelFor(runID, fault, "latency", owner)
 }
 
-// selfOwner is "<pid>.<start time in clock ticks>" of this process.
-func selfOwner() string {
-	pid := os.Getpid()
-	start, err := processStart(pid)
-	if err != nil {
-		return strconv.Itoa(pid)
-	}
-	return fmt.Sprintf("%d.%d", pid, start)
-}
+// selfOwner, ownerAlive and validRunID are the network injectors', so that both agree.
+func selfOwner() string { return network.SelfOwner() }
 
-// ownerAlive reports whether the process an owner= value names still runs (same pid, same start
-// time). An unparsable or missing owner counts as gone.
-func ownerAlive(owner string) bool {
-	p, st, ok := strings.Cut(owner, ".")
-	pid, err := strconv.Atoi(p)
-	if !ok || err != nil || pid <= 0 {
-		return false
-	}
-	start, err := processStart(pid)
-	return err == nil && strconv.FormatUint(start, 10) == st
-}
+func ownerAlive(owner string) bool { return network.OwnerAlive(owner) }
 
-// processStart reads field 22 of /proc/PID/stat: the start time in clock ticks after boot.
-func processStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return v, nil
-}
-
-var runIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@+=/-]{1,128}$`)
-
-// validRunID reports whether a run ID can be written into an iptables comment and read back.
-func validRunID(runID string) bool { return runIDRE.MatchString(runID) }
-
-func labelSafe(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:@+=/-", c) >= 0) {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
-}
+func validRunID(runID string) bool { return network.ValidRunID(runID) }
 
 // parseLabel reads run, kind and owner from an owner label.
 func parseLabel(comment string) (runID, kind, owner string, ok bool) {

@@ -45,29 +45,6 @@ func pull(b *testing.B, addr string, n int64, buf []byte) time.Duration {
 	return time.Since(start)
 }
 
-// BenchmarkProxyThroughput moves 64 MiB per iteration directly from a loopback server and 64 MiB
-// through the proxy with no toxic (alternating, so both see the same machine load) and reports
-// both rates and their ratio (target ≥ 0.90).
-func BenchmarkProxyThroughput(b *testing.B) {
-	const n = 64 << 20
-	up := serve(b, source)
-	p := startProxy(b, up.Addr().String())
-	buf := make([]byte, 256<<10)
-	var direct, proxied time.Duration
-	b.SetBytes(2 * n)
-	b.ResetTimer()
-	for range b.N {
-		direct += pull(b, up.Addr().String(), n, buf)
-		proxied += pull(b, p.Addr().String(), n, buf)
-	}
-	b.StopTimer()
-	d := float64(n*b.N) / direct.Seconds() / 1e6
-	q := float64(n*b.N) / proxied.Seconds() / 1e6
-	b.ReportMetric(d, "direct-MB/s")
-	b.ReportMetric(q, "proxy-MB/s")
-	b.ReportMetric(q/d, "ratio")
-}
-
 // BenchmarkProxyAddedLatency: one 64-byte request/response per iteration directly and one through
 // the proxy with no toxic, over two long-lived loopback connections; it reports the p50 and p99
 // of each and the difference (target: p99 added ≤ 200µs).

@@ -30,7 +30,8 @@ type RecoverSummary struct {
 }
 
 // Recover reverts every open ledger entry whose owner is gone, from the ledger record alone, then
-// asks each injector that leaves named artifacts to sweep those no live entry owns. It is
+// asks each injector that leaves named artifacts to sweep those no live entry owns (once per
+// sweep scope). It is
 // `faultline recover`, and what every daemon start and every new leader runs first.
 func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry, env injectors.Env, opts RecoverOptions) (RecoverSummary, error) {
 	var sum RecoverSummary
@@ -84,11 +85,18 @@ func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry,
 	if opts.DryRun {
 		return sum, errors.Join(errs...)
 	}
+	swept := map[string]bool{}
 	for _, k := range reg.Kinds() {
 		inj, _ := reg.Get(k)
 		sw, ok := inj.(injectors.Sweeper)
 		if !ok {
 			continue
+		}
+		if sc, ok := inj.(injectors.SweepScoper); ok {
+			if swept[sc.SweepScope()] {
+				continue
+			}
+			swept[sc.SweepScope()] = true
 		}
 		removed, err := sw.Sweep(rctx, func(runID string) bool { return stillOwned[runID] }, env)
 		if err != nil {

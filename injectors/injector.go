@@ -143,3 +143,9 @@ type Sweeper interface {
 	// Sweep removes artifacts for which owned(runID) is false and returns what it removed.
 	Sweep(ctx context.Context, owned func(runID string) bool, env Env) ([]string, error)
 }
+
+// SweepScoper is implemented by Sweepers of several kinds that sweep the same artifacts (every
+// iptables kind sweeps every faultline chain). Recover sweeps each scope once.
+type SweepScoper interface {
+	SweepScope() string
+}

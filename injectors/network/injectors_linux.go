@@ -3,8 +3,8 @@ package network
 import "github.com/faultline-dev/faultline/injectors"
 
 // Injectors returns one injector per kind in this package: partition, reject, loss,
-// shard-isolation and bandwidth. The iptables kinds also implement injectors.Sweeper (each sweeps
-// every faultline chain, whatever its kind; sweeping twice is harmless).
+// shard-isolation and bandwidth. The iptables kinds also implement injectors.Sweeper: each sweeps
+// every faultline chain, whatever its kind, so they share one sweep scope.
 func Injectors(opts ...Option) []injectors.Injector {
 	c := newConfig(opts)
 	return []injectors.Injector{

@@ -18,6 +18,10 @@ func (r *ruleInjector) Sweep(ctx context.Context, owned func(runID string) bool,
 	return sweep(ctx, r.cfg, owned, logger(env))
 }
 
+// SweepScope implements injectors.SweepScoper: the iptables kinds built by one Injectors call
+// sweep the same chains in the same namespaces.
+func (r *ruleInjector) SweepScope() string { return fmt.Sprintf("network/iptables %p", r.cfg) }
+
 func sweep(ctx context.Context, cfg *config, owned func(string) bool, log *slog.Logger) ([]string, error) {
 	targets, err := sweepTargets(cfg)
 	var errs []error

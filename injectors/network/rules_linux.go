@@ -126,24 +126,31 @@ func labelSafe(s string) string {
 	return string(b)
 }
 
-// parseLabel reads the run ID and fault name from a comment written by OwnerLabel.
-func parseLabel(comment string) (runID, fault, owner string, ok bool) {
+// Label is what an owner label says (see OwnerLabel).
+type Label struct {
+	Run, Fault, Kind, Owner string
+}
+
+// ParseOwnerLabel reads a comment written by OwnerLabel; ok is false for any other comment.
+func ParseOwnerLabel(comment string) (l Label, ok bool) {
 	rest, ok := strings.CutPrefix(comment, labelPrefix)
 	if !ok {
-		return "", "", "", false
+		return Label{}, false
 	}
 	for _, kv := range strings.Fields(rest) {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
 		case "run":
-			runID = v
+			l.Run = v
 		case "fault":
-			fault = v
+			l.Fault = v
+		case "kind":
+			l.Kind = v
 		case "owner":
-			owner = v
+			l.Owner = v
 		}
 	}
-	return runID, fault, owner, runID != ""
+	return l, l.Run != ""
 }
 
 // hook is a rule in a built-in chain that jumps to the fault's chain.

@@ -136,13 +136,13 @@ func parseSave(out string) savedTable {
 	return st
 }
 
-func labelOf(args []string) (runID, fault, owner string, ok bool) {
+func labelOf(args []string) (Label, bool) {
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "--comment" {
-			return parseLabel(args[i+1])
+			return ParseOwnerLabel(args[i+1])
 		}
 	}
-	return "", "", "", false
+	return Label{}, false
 }
 
 // sweepTable removes the unowned faultline chains of one table in one transaction. A transaction
@@ -162,16 +162,16 @@ func sweepTable(ctx context.Context, t target, fam family, table string, owned f
 		doomed := map[string]bool{}
 		var removed []string
 		for _, c := range st.chains {
-			runID, fault, owner, ok := labelOf(st.labels[c])
+			l, ok := labelOf(st.labels[c])
 			if !ok {
 				log.Warn("leaving a FAULTLINE chain without a faultline owner label alone", "netns", t.Label, "family", fam, "table", table, "chain", c)
 				continue
 			}
-			if owned(runID) || OwnerAlive(owner) {
+			if owned(l.Run) || OwnerAlive(l.Owner) {
 				continue // a live run's chain, whatever ledger it is in
 			}
 			doomed[c] = true
-			removed = append(removed, fmt.Sprintf("netns %s: %s -t %s chain %s (run %s, fault %s)", t.Label, fam.iptables(), table, c, runID, fault))
+			removed = append(removed, fmt.Sprintf("netns %s: %s -t %s chain %s (run %s, fault %s)", t.Label, fam.iptables(), table, c, l.Run, l.Fault))
 		}
 		if len(doomed) == 0 {
 			return nil, nil

@@ -314,10 +314,10 @@ func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, 
 			if len(rules) == 0 {
 				continue
 			}
-			run, kind, owner, ok := parseLabel(commentOf(rules[0]))
+			l, ok := network.ParseOwnerLabel(commentOf(rules[0]))
 			// A FAULTLINE chain of another kind is its injector's to sweep; one without a label is
 			// nobody's faultline can judge; one whose owner process runs has a live listener.
-			if !ok || kind != "latency" || owned(run) || ownerAlive(owner) {
+			if !ok || l.Kind != "latency" || owned(l.Run) || ownerAlive(l.Owner) {
 				continue
 			}
 			did, err := removeChain(ctx, ns, f, chain)
@@ -326,7 +326,7 @@ func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, 
 				continue
 			}
 			if did {
-				removed = append(removed, fmt.Sprintf("nat chain %s (%s) of run %s in %s", chain, f.name, run, ns))
+				removed = append(removed, fmt.Sprintf("nat chain %s (%s) of run %s in %s", chain, f.name, l.Run, ns))
 			}
 		}
 	}
@@ -369,23 +369,3 @@ func selfOwner() string { return network.SelfOwner() }
 func ownerAlive(owner string) bool { return network.OwnerAlive(owner) }
 
 func validRunID(runID string) bool { return network.ValidRunID(runID) }
-
-// parseLabel reads run, kind and owner from an owner label.
-func parseLabel(comment string) (runID, kind, owner string, ok bool) {
-	rest, ok := strings.CutPrefix(comment, "faultline ")
-	if !ok {
-		return "", "", "", false
-	}
-	for _, kv := range strings.Fields(rest) {
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "run":
-			runID = v
-		case "kind":
-			kind = v
-		case "owner":
-			owner = v
-		}
-	}
-	return runID, kind, owner, runID != ""
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/vishvananda/netlink"
 )
 
@@ -113,9 +114,9 @@ COMMIT
 	if tbl.removeScript("FAULTLINE-GONE") != "" {
 		t.Fatal("a missing chain must give no script")
 	}
-	run, kind, owner, ok := parseLabel(commentOf(tbl.rules["FAULTLINE-ABC"][0]))
-	if !ok || run != "run1" || kind != "latency" || owner != "42.7" {
-		t.Fatalf("label read back as %q %q %q %v", run, kind, owner, ok)
+	l, ok := network.ParseOwnerLabel(commentOf(tbl.rules["FAULTLINE-ABC"][0]))
+	if !ok || l.Run != "run1" || l.Kind != "latency" || l.Owner != "42.7" {
+		t.Fatalf("label read back as %+v %v", l, ok)
 	}
 	if !ownerAlive(selfOwner()) || ownerAlive("42.7") && selfOwner() != "42.7" {
 		t.Fatal("ownerAlive misjudges this process or a made-up one")

@@ -68,13 +68,13 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		throughput(b, upstream, bareRelay(b, upstream))
 	})
 	b.Run("socat", func(b *testing.B) {
-		addr := freeLoopback(b)
+		addr := freeAddr(b)
 		_, port, _ := net.SplitHostPort(addr)
 		external(b, addr, "socat", "-b", "1048576", "TCP-LISTEN:"+port+",bind=127.0.0.1,reuseaddr,fork", "TCP:"+upstream)
 		throughput(b, upstream, addr)
 	})
 	b.Run("haproxy", func(b *testing.B) {
-		addr := freeLoopback(b)
+		addr := freeAddr(b)
 		cfg := filepath.Join(b.TempDir(), "haproxy.cfg")
 		text := fmt.Sprintf("defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"+
 			"listen relay\n  bind %s\n  server upstream %s\n", addr, upstream)
@@ -195,17 +195,6 @@ func copyHalf(dst, src net.Conn) {
 	}
 }
 
-func freeLoopback(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // external runs a relay program, skipping when it is not installed, and waits until addr accepts.
 func external(b *testing.B, addr, name string, args ...string) {
 	b.Helper()
@@ -226,8 +215,7 @@ func external(b *testing.B, addr, name string, args ...string) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		ok, _ := listeningAt(addr)
-		if ok {
+		if ok, _ := listening(context.Background(), addr); ok {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -235,8 +223,4 @@ func external(b *testing.B, addr, name string, args ...string) {
 		}
 		<-tick.C
 	}
-}
-
-func listeningAt(addr string) (bool, error) {
-	return listening(context.Background(), addr)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/faultline-dev/faultline/internal/auth"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,7 +54,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	met     *metrics.API
 	log     *slog.Logger
-	tokens  *tokenSource
+	tokens  *auth.Source
 	audit   *auditLog
 	tls     *tls.Config
 	mux     *http.ServeMux
@@ -75,7 +76,7 @@ func New(cfg Config, control daemon.Control, hist History, reg *prometheus.Regis
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	tokens, err := newTokenSource(cfg.TokenFile, log)
+	tokens, err := auth.NewSource(cfg.TokenFile, log)
 	if err != nil {
 		return nil, fmt.Errorf("API server: %w", err)
 	}
@@ -276,21 +277,19 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, pattern string, a
 	if acc == public {
 		return principal{}, true
 	}
-	ar := s.tokens.authenticate(r)
-	if ar.code == 0 && acc == adminAccess && ar.who.Role != RoleAdmin {
-		ar = authResult{who: ar.who, code: http.StatusForbidden,
-			msg: fmt.Sprintf("token %q is %s; this call needs an %s token", ar.who.Name, ar.who.Role, RoleAdmin),
-			hdr: realm + `, error="insufficient_scope"`}
+	ar := s.tokens.Authenticate(r)
+	if ar.Code == 0 && acc == adminAccess && ar.Who.Role != RoleAdmin {
+		ar = auth.Forbidden(ar.Who, RoleAdmin)
 	}
-	if ar.code == 0 {
-		return ar.who, true
+	if ar.Code == 0 {
+		return ar.Who, true
 	}
-	w.Header().Set("WWW-Authenticate", ar.hdr)
-	rep := reply{code: ar.code, body: ErrorResponse{Error: ar.msg}, runID: r.PathValue("id"), err: errors.New(ar.msg)}
+	w.Header().Set("WWW-Authenticate", ar.Hdr)
+	rep := reply{code: ar.Code, body: ErrorResponse{Error: ar.Msg}, runID: r.PathValue("id"), err: errors.New(ar.Msg)}
 	if acc == adminAccess {
-		s.writeAudit(r, pattern, ar.who, rep, OutcomeDenied)
+		s.writeAudit(r, pattern, ar.Who, rep, OutcomeDenied)
 	} else {
-		s.log.DebugContext(r.Context(), "API request denied", "route", pattern, "remote", r.RemoteAddr, "code", ar.code, "reason", ar.msg)
+		s.log.DebugContext(r.Context(), "API request denied", "route", pattern, "remote", r.RemoteAddr, "code", ar.Code, "reason", ar.Msg)
 	}
 	writeJSON(w, rep.code, rep.body)
 	return principal{}, false
@@ -328,7 +327,7 @@ type certSource struct {
 	log               *slog.Logger
 
 	mu      sync.Mutex
-	sigs    [2]fileSig
+	sigs    [2]auth.FileSig
 	cert    *tls.Certificate
 	lastErr string
 }
@@ -342,9 +341,9 @@ func newCertSource(certFile, keyFile string, log *slog.Logger) (*certSource, err
 }
 
 func (cs *certSource) load() error {
-	var sigs [2]fileSig
+	var sigs [2]auth.FileSig
 	for i, p := range []string{cs.certFile, cs.keyFile} {
-		sig, err := statSig(p)
+		sig, err := auth.StatSig(p)
 		if err != nil {
 			return fmt.Errorf("TLS: %w", err)
 		}
@@ -361,9 +360,9 @@ func (cs *certSource) load() error {
 func (cs *certSource) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	c, err := statSig(cs.certFile)
-	k, kerr := statSig(cs.keyFile)
-	if err != nil || kerr != nil || [2]fileSig{c, k} == cs.sigs {
+	c, err := auth.StatSig(cs.certFile)
+	k, kerr := auth.StatSig(cs.keyFile)
+	if err != nil || kerr != nil || [2]auth.FileSig{c, k} == cs.sigs {
 		return cs.cert, nil
 	}
 	if err := cs.load(); err != nil {

@@ -45,7 +45,13 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		return end(classify(err), "%v", err)
 	}
 	for _, a := range acts {
-		er.Faults = append(er.Faults, FaultResult{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()})
+		fr := FaultResult{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()}
+		// Read at Prepare, where the choice is made, so that a fault whose Apply fails still
+		// says which mechanism failed.
+		if m, ok := a.act.(injectors.MechanismReporter); ok {
+			fr.Mechanism = m.Mechanism()
+		}
+		er.Faults = append(er.Faults, fr)
 	}
 	if err := e.checkConflicts(ctx, acts); err != nil {
 		return end(classify(err), "%v", err)
@@ -333,7 +339,9 @@ func (e *Engine) recorder(l *live) injectors.Recorder {
 }
 
 // revertAll reverts every live fault in parallel with a fresh context, then marks the ledger in one
-// commit. It returns when the last revert finished.
+// commit. Each fault is stamped with the time its own revert finished, because a fault held by a
+// slow revert stayed in place longer than the others; the time returned is when the last revert
+// finished, which is what halt latency is measured to.
 func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live) (time.Time, error) {
 	if len(lives) == 0 {
 		return time.Time{}, nil
@@ -345,6 +353,7 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	errs := make([]error, len(lives))
+	finished := make([]time.Time, len(lives))
 	var wg sync.WaitGroup
 	for i, l := range lives {
 		wg.Add(1)
@@ -354,19 +363,24 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 			rec := l.entry.Record
 			l.mu.Unlock()
 			errs[i] = l.p.inj.Revert(rctx, rec, env)
+			finished[i] = time.Now()
 		}()
 	}
 	wg.Wait()
-	last := time.Now()
+	var last time.Time
 	var failed []error
 	for i, l := range lives {
+		if finished[i].After(last) {
+			last = finished[i]
+		}
 		if errs[i] != nil {
 			l.entry.State, l.entry.LastError = safety.StateRevertFailed, errs[i].Error()
 			l.res.Error = "revert: " + errs[i].Error()
 			failed = append(failed, fmt.Errorf("revert fault %q: %w", l.p.fault.Name, errs[i]))
 		} else {
-			l.entry.State, l.entry.RevertedAt = safety.StateReverted, &last
-			l.res.RevertedAt = &last
+			at := finished[i]
+			l.entry.State, l.entry.RevertedAt = safety.StateReverted, &at
+			l.res.RevertedAt = &at
 		}
 		if l.res.AppliedAt != nil {
 			e.Metrics.FaultReverted(l.p.fault.Kind(), errs[i] == nil)

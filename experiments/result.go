@@ -115,13 +115,18 @@ type ExperimentResult struct {
 
 // FaultResult records one fault's life.
 type FaultResult struct {
-	Name       string            `json:"name"`
-	Kind       string            `json:"kind"`
-	LedgerID   string            `json:"ledgerId,omitempty"`
-	Targets    []string          `json:"targets"`
-	Applied    []string          `json:"applied,omitempty"`
-	RecordedAt *time.Time        `json:"recordedAt,omitempty"`
-	AppliedAt  *time.Time        `json:"appliedAt,omitempty"`
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"`
+	LedgerID string   `json:"ledgerId,omitempty"`
+	Targets  []string `json:"targets"`
+	// Mechanism is how the injector chose to inject (injectors.MechanismReporter); empty for
+	// kinds that have only one way.
+	Mechanism  string     `json:"mechanism,omitempty"`
+	Applied    []string   `json:"applied,omitempty"`
+	RecordedAt *time.Time `json:"recordedAt,omitempty"`
+	AppliedAt  *time.Time `json:"appliedAt,omitempty"`
+	// RevertedAt is when this fault's own revert finished, not the experiment's last; unset when
+	// the revert failed.
 	RevertedAt *time.Time        `json:"revertedAt,omitempty"`
 	Events     []injectors.Event `json:"events,omitempty"`
 	Error      string            `json:"error,omitempty"`

@@ -69,6 +69,13 @@ type Describer interface {
 	Describe() []string
 }
 
+// MechanismReporter is implemented by actions that choose how to inject (the latency fault: netem
+// or a transparent proxy). The choice is made in Prepare and must not change in Apply: the engine
+// reads it once, after Prepare, and the result document records it.
+type MechanismReporter interface {
+	Mechanism() string
+}
+
 // Event is something an action did during the window, kept in the result document.
 type Event struct {
 	Time    time.Time `json:"time"`

@@ -40,7 +40,11 @@ func printResult(w io.Writer, r *experiments.Result) {
 		}
 		fmt.Fprintln(w)
 		for _, f := range x.Faults {
-			fmt.Fprintf(w, "  fault %s (%s): %s\n", f.Name, f.Kind, strings.Join(f.Targets, ", "))
+			kind := f.Kind
+			if f.Mechanism != "" {
+				kind += " via " + f.Mechanism
+			}
+			fmt.Fprintf(w, "  fault %s (%s): %s\n", f.Name, kind, strings.Join(f.Targets, ", "))
 			if f.AppliedAt != nil {
 				fmt.Fprintf(w, "    applied %s", f.AppliedAt.Format("15:04:05.000"))
 				if f.RevertedAt != nil {

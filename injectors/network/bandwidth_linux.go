@@ -37,7 +37,7 @@ type bandwidthRecord struct {
 	Version   int         `json:"version"`
 	RunID     string      `json:"runID"`
 	Fault     string      `json:"fault"`
-	Target    target      `json:"target"`
+	Target    Target      `json:"target"`
 	Interface string      `json:"interface"`
 	Original  qdiscRecord `json:"original"`
 	// RateBytes, BurstBytes and LimitBytes are the tbf settings (bytes per second, bytes).
@@ -122,7 +122,7 @@ func (b *bandwidthInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 	if !ok {
 		return nil, fmt.Errorf("bandwidth injector got a %q fault", f.Kind())
 	}
-	if err := requireNetAdmin(); err != nil {
+	if err := RequireNetAdmin(); err != nil {
 		return nil, err
 	}
 	tgt, err := resolveTarget(b.cfg, spec.Netns, spec.NetnsPath)
@@ -133,7 +133,7 @@ func (b *bandwidthInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 	if err != nil {
 		return nil, err
 	}
-	h, err := tgt.netlink()
+	h, err := tgt.Netlink()
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (a *bandwidthAction) tbf(linkIndex int) *netlink.Tbf {
 
 // Apply records the root qdisc again if it changed since Prepare, then replaces it with the tbf.
 func (a *bandwidthAction) Apply(ctx context.Context, rec injectors.Recorder) error {
-	h, err := a.rec.Target.netlink()
+	h, err := a.rec.Target.Netlink()
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (b *bandwidthInjector) Revert(ctx context.Context, raw json.RawMessage, env
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return fmt.Errorf("decode bandwidth record: %w", err)
 	}
-	tgt, gone, err := rec.Target.locate()
+	tgt, gone, err := rec.Target.Locate()
 	if err != nil {
 		return fmt.Errorf("revert bandwidth on %s: %w", rec.Interface, err)
 	}
@@ -282,7 +282,7 @@ func (b *bandwidthInjector) Revert(ctx context.Context, raw json.RawMessage, env
 		logger(env).Info("network namespace is gone, and the fault's qdisc with it", "netns", rec.Target.Label, "interface", rec.Interface)
 		return nil
 	}
-	h, err := tgt.netlink()
+	h, err := tgt.Netlink()
 	if err != nil {
 		return err
 	}

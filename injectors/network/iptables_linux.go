@@ -29,7 +29,7 @@ type ruleRecord struct {
 	Kind     string       `json:"kind"`
 	RunID    string       `json:"runID"`
 	Fault    string       `json:"fault"`
-	Target   target       `json:"target"`
+	Target   Target       `json:"target"`
 	Table    string       `json:"table"`
 	Chain    string       `json:"chain"`
 	Families []familyPlan `json:"families"`
@@ -55,7 +55,7 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 	if name == "" {
 		name = r.kind
 	}
-	if err := requireNetAdmin(); err != nil {
+	if err := RequireNetAdmin(); err != nil {
 		return nil, err
 	}
 	nt, _ := networkTargetOf(spec)
@@ -77,7 +77,7 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 	}
 	// Check, without changing anything, that the tools work in the namespace and that the chain
 	// is not there already (another live fault with the same run ID and name).
-	err = tgt.do(func() error {
+	err = tgt.Do(func() error {
 		for _, fp := range fams {
 			for _, tool := range []string{fp.Family.iptables(), fp.Family.restore()} {
 				if _, err := exec.LookPath(tool); err != nil {
@@ -194,7 +194,7 @@ func (a *ruleAction) script(fp familyPlan) []string {
 // Apply installs the fault family by family, each in one atomic iptables-restore transaction. If
 // a family fails, the families before it stay applied until Revert removes them.
 func (a *ruleAction) Apply(ctx context.Context, _ injectors.Recorder) error {
-	return a.rec.Target.do(func() error {
+	return a.rec.Target.Do(func() error {
 		for _, fp := range a.rec.Families {
 			script := strings.Join(a.script(fp), "\n") + "\n"
 			if _, err := run(ctx, []byte(script), fp.Family.restore(), "--noflush", "--wait=10"); err != nil {
@@ -217,7 +217,7 @@ func revertChain(ctx context.Context, rec ruleRecord, log *slog.Logger) error {
 	if !strings.HasPrefix(rec.Chain, chainPrefix) || rec.Table == "" {
 		return fmt.Errorf("record names chain %q in table %q: not a faultline chain, refusing to touch it", rec.Chain, rec.Table)
 	}
-	tgt, gone, err := rec.Target.locate()
+	tgt, gone, err := rec.Target.Locate()
 	if err != nil {
 		return fmt.Errorf("revert %s: %w", rec.Chain, err)
 	}
@@ -225,7 +225,7 @@ func revertChain(ctx context.Context, rec ruleRecord, log *slog.Logger) error {
 		log.Info("network namespace is gone, and the fault's rules with it", "netns", rec.Target.Label, "chain", rec.Chain)
 		return nil
 	}
-	return tgt.do(func() error {
+	return tgt.Do(func() error {
 		var errs []error
 		for _, fp := range rec.Families {
 			if err := revertFamily(ctx, rec, fp); err != nil {

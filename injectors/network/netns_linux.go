@@ -21,8 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// target is a resolved network namespace.
-type target struct {
+// Target is a resolved network namespace, in the form ledger records keep it: a revert from
+// another process, after a crash, finds exactly the namespace the fault was applied in, or learns
+// that it is gone. The zero Target is the namespace the calling process runs in, unchecked.
+type Target struct {
 	// Label names the namespace for people: its ip-netns name, its path, or "host".
 	Label string `json:"netns"`
 	// Path is the namespace file; "" is the namespace faultline itself runs in.
@@ -36,28 +38,35 @@ type target struct {
 	Aliases []string `json:"netnsAliases,omitempty"`
 }
 
+// ResolveTarget turns a runbook's netns/netnsPath into a namespace that exists, or refuses
+// (injectors.RefusedError, rule "netns"); both empty is the namespace faultline runs in. Of the
+// options only NetnsDir matters: it is where names are looked up, and where aliases are searched.
+func ResolveTarget(name, path string, opts ...Option) (Target, error) {
+	return resolveTarget(newConfig(opts), name, path)
+}
+
 // resolveTarget turns a runbook's netns/netnsPath into a namespace that exists, or refuses.
-func resolveTarget(cfg *config, name, path string) (target, error) {
+func resolveTarget(cfg *config, name, path string) (Target, error) {
 	switch {
 	case name != "":
 		path = filepath.Join(cfg.netnsDir, name)
 	case path == "":
 		id, err := nsID(selfNetns)
 		if err != nil {
-			return target{}, fmt.Errorf("identify own network namespace: %w", err)
+			return Target{}, fmt.Errorf("identify own network namespace: %w", err)
 		}
-		return target{Label: "host", ID: id}, nil
+		return Target{Label: "host", ID: id}, nil
 	default:
 		name = path
 	}
 	id, err := nsID(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return target{}, injectors.Refusef("netns", "network namespace %q does not exist (%s not found; see `ip netns list`)", name, path)
+		return Target{}, injectors.Refusef("netns", "network namespace %q does not exist (%s not found; see `ip netns list`)", name, path)
 	}
 	if err != nil {
-		return target{}, injectors.Refusef("netns", "network namespace %q: %v", name, err)
+		return Target{}, injectors.Refusef("netns", "network namespace %q: %v", name, err)
 	}
-	t := target{Label: name, Path: path, ID: id}
+	t := Target{Label: name, Path: path, ID: id}
 	if filepath.Dir(path) != filepath.Clean(cfg.netnsDir) {
 		entries, _ := os.ReadDir(cfg.netnsDir) // best effort: aliases only make reverts more robust
 		for _, e := range entries {
@@ -97,12 +106,12 @@ func nsID(path string) (string, error) {
 	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }
 
-// locate finds the namespace the target named when it was prepared. It returns the target with
+// Locate finds the namespace the target named when it was prepared. It returns the target with
 // Path set to a file that still names that namespace (Path itself or an alias), or gone = true
 // when none does: rules and qdiscs die with their namespace, so there is nothing left to revert.
 // For the host namespace a different identity is an error: the revert is running somewhere other
 // than where the fault was applied.
-func (t target) locate() (found target, gone bool, err error) {
+func (t Target) Locate() (found Target, gone bool, err error) {
 	if t.Path == "" {
 		id, err := nsID(selfNetns)
 		if err != nil {
@@ -129,7 +138,8 @@ func (t target) locate() (found target, gone bool, err error) {
 	return t, true, nil
 }
 
-// do runs fn with the calling OS thread inside the target namespace.
+// Do runs fn with the calling OS thread inside the target namespace. Sockets fn opens stay in the
+// namespace; goroutines fn starts do not run in it.
 //
 // Why a thread and not nsenter / `ip netns exec`: go-iptables and the iptables-restore calls here
 // exec the iptables binaries through os/exec, which forks from the calling OS thread, so a child
@@ -141,7 +151,7 @@ func (t target) locate() (found target, gone bool, err error) {
 // namespace, so the namespace does not leak to other goroutines. If the thread cannot be
 // returned to its own namespace it stays locked and the runtime destroys it when the goroutine
 // exits.
-func (t target) do(fn func() error) error {
+func (t Target) Do(fn func() error) error {
 	if t.Path == "" {
 		return fn()
 	}
@@ -176,8 +186,8 @@ func (t target) do(fn func() error) error {
 	return <-errc
 }
 
-// netlink returns a netlink handle bound to the target namespace.
-func (t target) netlink() (*netlink.Handle, error) {
+// Netlink returns a netlink handle bound to the target namespace.
+func (t Target) Netlink() (*netlink.Handle, error) {
 	if t.Path == "" {
 		h, err := netlink.NewHandle()
 		if err != nil {
@@ -197,7 +207,15 @@ func (t target) netlink() (*netlink.Handle, error) {
 	return h, nil
 }
 
-// run executes a command (inside the target namespace when called from t.do) with stdin, and
+// String names the namespace for people, as "netns <label>".
+func (t Target) String() string {
+	if t.Label == "" {
+		return "netns host"
+	}
+	return "netns " + t.Label
+}
+
+// run executes a command (inside the target namespace when called from t.Do) with stdin, and
 // returns its output; errors carry the command's stderr.
 func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -210,9 +228,9 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte
 	return stdout.Bytes(), nil
 }
 
-// requireNetAdmin refuses unless the process has CAP_NET_ADMIN in its effective set (bit 12 of
+// RequireNetAdmin refuses unless the process has CAP_NET_ADMIN in its effective set (bit 12 of
 // CapEff in /proc/self/status), which every iptables and qdisc change needs.
-func requireNetAdmin() error {
+func RequireNetAdmin() error {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return fmt.Errorf("read capabilities: %w", err)

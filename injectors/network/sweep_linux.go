@@ -30,7 +30,7 @@ func sweep(ctx context.Context, cfg *config, owned func(string) bool, log *slog.
 	}
 	var removed []string
 	for _, t := range targets {
-		err := t.do(func() error {
+		err := t.Do(func() error {
 			var errs []error
 			for _, fam := range []family{ipv4, ipv6} {
 				// filter holds these faults' chains, nat the transparent proxy's REDIRECT chains.
@@ -56,17 +56,22 @@ func sweep(ctx context.Context, cfg *config, owned func(string) bool, log *slog.
 	return removed, errors.Join(errs...)
 }
 
+// Namespaces lists the namespaces Sweep visits: the one faultline runs in (unless
+// SweepHostNamespace(false)) and every namespace in the netns directory, each once. Other
+// injectors that sweep their own leftovers walk the same list.
+func Namespaces(opts ...Option) ([]Target, error) { return sweepTargets(newConfig(opts)) }
+
 // sweepTargets lists the host namespace (if configured) and every namespace in the netns
 // directory, each once.
-func sweepTargets(cfg *config) ([]target, error) {
-	var out []target
+func sweepTargets(cfg *config) ([]Target, error) {
+	var out []Target
 	seen := map[string]bool{}
 	if cfg.sweepHost {
 		id, err := nsID(selfNetns)
 		if err != nil {
 			return nil, fmt.Errorf("identify own network namespace: %w", err)
 		}
-		out = append(out, target{Label: "host", ID: id})
+		out = append(out, Target{Label: "host", ID: id})
 		seen[id] = true
 	}
 	entries, err := os.ReadDir(cfg.netnsDir)
@@ -91,7 +96,7 @@ func sweepTargets(cfg *config) ([]target, error) {
 			continue
 		}
 		seen[id] = true
-		out = append(out, target{Label: e.Name(), Path: path, ID: id})
+		out = append(out, Target{Label: e.Name(), Path: path, ID: id})
 	}
 	return out, errors.Join(errs...)
 }
@@ -148,7 +153,7 @@ func labelOf(args []string) (Label, bool) {
 // sweepTable removes the unowned faultline chains of one table in one transaction. A transaction
 // that fails (something else changed the table meanwhile, e.g. another sweep) is retried once on
 // a fresh listing.
-func sweepTable(ctx context.Context, t target, fam family, table string, owned func(string) bool, log *slog.Logger) ([]string, error) {
+func sweepTable(ctx context.Context, t Target, fam family, table string, owned func(string) bool, log *slog.Logger) ([]string, error) {
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		out, err := run(ctx, nil, fam.save(), "-t", table)

@@ -8,8 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -186,8 +186,8 @@ func (s redirectSpec) describe() []string {
 }
 
 // install creates and hooks the chain inside ns.
-func (s redirectSpec) install(ctx context.Context, ns nsRef) error {
-	if _, err := ns.run(ctx, strings.NewReader(s.script()), s.Family.restore, "-w", "--noflush"); err != nil {
+func (s redirectSpec) install(ctx context.Context, ns network.Target) error {
+	if _, err := runIn(ctx, ns, strings.NewReader(s.script()), s.Family.restore, "-w", "--noflush"); err != nil {
 		return fmt.Errorf("install nat chain %s (%s): %w", s.Chain, s.Family.name, err)
 	}
 	return nil
@@ -199,8 +199,8 @@ type natTable struct {
 	rules  map[string][]string // chain → its rules, as "-A CHAIN ..." lines
 }
 
-func readNat(ctx context.Context, ns nsRef, f family) (*natTable, error) {
-	out, err := ns.run(ctx, nil, f.save, "-t", "nat")
+func readNat(ctx context.Context, ns network.Target, f family) (*natTable, error) {
+	out, err := runIn(ctx, ns, nil, f.save, "-t", "nat")
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (t *natTable) removeScript(chain string) string {
 
 // removeChain unhooks, flushes and deletes chain in ns, if it is there. A concurrent removal (a
 // sweeper in another process) is not an error.
-func removeChain(ctx context.Context, ns nsRef, f family, chain string) (removed bool, err error) {
+func removeChain(ctx context.Context, ns network.Target, f family, chain string) (removed bool, err error) {
 	for attempt := 0; ; attempt++ {
 		t, err := readNat(ctx, ns, f)
 		if err != nil {
@@ -265,7 +265,7 @@ func removeChain(ctx context.Context, ns nsRef, f family, chain string) (removed
 		if script == "" {
 			return false, nil
 		}
-		_, err = ns.run(ctx, strings.NewReader(script), f.restore, "-w", "--noflush")
+		_, err = runIn(ctx, ns, strings.NewReader(script), f.restore, "-w", "--noflush")
 		if err == nil {
 			return true, nil
 		}
@@ -290,7 +290,7 @@ func commentOf(rule string) string {
 }
 
 // sweepNs removes every latency chain in ns's nat tables whose run is not owned.
-func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, error) {
+func sweepNs(ctx context.Context, ns network.Target, owned func(string) bool) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, v6 := range []bool{false, true} {
@@ -300,8 +300,8 @@ func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, 
 		}
 		t, err := readNat(ctx, ns, f)
 		if err != nil {
-			if errors.Is(err, errNsGone) {
-				return removed, nil
+			if goneNow(ns) {
+				return removed, nil // deleted during the sweep, and its chains with it
 			}
 			errs = append(errs, err)
 			continue
@@ -333,20 +333,29 @@ func sweepNs(ctx context.Context, ns nsRef, owned func(string) bool) ([]string, 
 	return removed, errors.Join(errs...)
 }
 
-// namespacesToSweep is the host's namespace and every named one.
-func namespacesToSweep() ([]nsRef, error) {
-	refs := []nsRef{{}}
-	entries, err := os.ReadDir(netnsDir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return refs, nil
+// runIn executes a command inside ns and returns its standard output; an error carries the
+// command's standard error.
+func runIn(ctx context.Context, ns network.Target, stdin io.Reader, name string, args ...string) ([]byte, error) {
+	var out []byte
+	err := ns.Do(func() error {
+		cmd := exec.CommandContext(ctx, name, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), ns, err, strings.TrimSpace(stderr.String()))
 		}
-		return refs, fmt.Errorf("list %s: %w", netnsDir, err)
-	}
-	for _, e := range entries {
-		refs = append(refs, nsRef{Name: e.Name()})
-	}
-	return refs, nil
+		out = stdout.Bytes()
+		return nil
+	})
+	return out, err
+}
+
+// goneNow reports whether the namespace ns was resolved to no longer exists (nor does any alias
+// of it): an operation in it that failed may have failed for that reason, and then there is
+// nothing left in it to undo.
+func goneNow(ns network.Target) bool {
+	_, gone, err := ns.Locate()
+	return err == nil && gone
 }
 
 // The naming and labelling below match the network injectors' (injectors/network: ChainName,

@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,13 +13,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -70,13 +70,25 @@ func (inj *LatencyInjector) hasNetem() (bool, error) {
 	return inj.netemOK, inj.netemErr
 }
 
+// latencyRecordVersion is the format of the records this version writes. Records without a
+// version are the first format, which named the namespace only by the runbook's name or path
+// (in "ns"); they still revert, without the identity check.
+const latencyRecordVersion = 2
+
 // latencyRecord is the ledger record: everything another process needs to remove the fault.
 type latencyRecord struct {
-	ID        string `json:"id"`
-	RunID     string `json:"runID,omitempty"`
-	Fault     string `json:"fault,omitempty"`
-	NS        nsRef  `json:"ns"`
-	Mechanism string `json:"mechanism"`
+	Version int    `json:"version,omitempty"`
+	ID      string `json:"id"`
+	RunID   string `json:"runID,omitempty"`
+	Fault   string `json:"fault,omitempty"`
+	// Target is the namespace with its identity when the fault was prepared, so that a revert
+	// after a crash reaches exactly that namespace (through an alias if the path it was named by
+	// is gone) and never another one that now has the same path.
+	Target network.Target `json:"target"`
+	// NS is where first-format records named the namespace; decodeLatencyRecord turns it into
+	// Target, and it is never written.
+	NS        *legacyNS `json:"ns,omitempty"`
+	Mechanism string    `json:"mechanism"`
 	// Transparent proxy: the nat chain (in iptables and/or ip6tables) and the listener.
 	Chain    string   `json:"chain,omitempty"`
 	Families []string `json:"families,omitempty"`
@@ -86,11 +98,54 @@ type latencyRecord struct {
 	Interfaces []string `json:"interfaces,omitempty"`
 }
 
+// legacyNS is the namespace of a first-format record: a name in the ip-netns directory, a path,
+// or neither for the namespace faultline ran in.
+type legacyNS struct {
+	Name string `json:"netns,omitempty"`
+	Path string `json:"netnsPath,omitempty"`
+}
+
+// target is the namespace the first format's revert went to. Without a recorded identity it
+// cannot tell a replaced namespace from the original: it trusts the path, as that version did.
+func (n legacyNS) target() network.Target {
+	switch {
+	case n.Path != "":
+		label := n.Name
+		if label == "" {
+			label = n.Path
+		}
+		return network.Target{Label: label, Path: n.Path}
+	case n.Name != "":
+		return network.Target{Label: n.Name, Path: filepath.Join(network.DefaultNetnsDir, n.Name)}
+	}
+	return network.Target{Label: "host"}
+}
+
+// decodeLatencyRecord reads a record of this or an earlier version.
+func decodeLatencyRecord(raw json.RawMessage) (latencyRecord, error) {
+	var rec latencyRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return rec, fmt.Errorf("decode latency record: %w", err)
+	}
+	switch {
+	case rec.Version > latencyRecordVersion:
+		return rec, fmt.Errorf("latency record %s has version %d, newer than this faultline reads (%d): revert it with the version that applied it", rec.ID, rec.Version, latencyRecordVersion)
+	case rec.Version == 0:
+		if rec.NS == nil {
+			return rec, fmt.Errorf("latency record %s names no network namespace", rec.ID)
+		}
+		rec.Target, rec.NS = rec.NS.target(), nil
+	}
+	return rec, nil
+}
+
 type latencyAction struct {
-	inj    *LatencyInjector
-	spec   runbooks.Latency
-	log    *slog.Logger
-	rec    latencyRecord
+	inj  *LatencyInjector
+	spec runbooks.Latency
+	log  *slog.Logger
+	rec  latencyRecord
+	// ns is where Apply works: rec.Target, located again at Apply.
+	ns     network.Target
 	peers  []netip.Prefix
 	ports  []portRange
 	egress bool
@@ -108,7 +163,6 @@ func (inj *LatencyInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 		return nil, fmt.Errorf("latency injector: fault %q is not a latency fault", f.Name)
 	}
 	a := &latencyAction{inj: inj, spec: *spec, log: logger(env)}
-	a.rec = latencyRecord{RunID: env.RunID, Fault: f.Name, NS: nsRef{Name: spec.Netns, Path: spec.NetnsPath}}
 	for _, p := range spec.Peers {
 		pr, err := runbooks.ParsePeer(p)
 		if err != nil {
@@ -126,16 +180,15 @@ func (inj *LatencyInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 	a.egress = spec.Direction == "" || spec.Direction == "both" || spec.Direction == "egress"
 	a.ingres = spec.Direction == "" || spec.Direction == "both" || spec.Direction == "ingress"
 
-	ok, err := a.rec.NS.exists()
+	if err := network.RequireNetAdmin(); err != nil {
+		return nil, err
+	}
+	tgt, err := network.ResolveTarget(spec.Netns, spec.NetnsPath)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, injectors.Refusef("target", "%s does not exist", a.rec.NS)
-	}
-	if !hasCapNetAdmin() {
-		return nil, injectors.Refusef("capability CAP_NET_ADMIN", "latency needs CAP_NET_ADMIN (run faultline as root or grant the capability)")
-	}
+	a.rec = latencyRecord{Version: latencyRecordVersion, RunID: env.RunID, Fault: f.Name, Target: tgt}
+	a.ns = tgt
 	if !validRunID(env.RunID) {
 		return nil, injectors.Refusef("runID", "run ID %q cannot label iptables rules (letters, digits and ._:@+=/- only, at most 128)", env.RunID)
 	}
@@ -211,17 +264,17 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 	}
 	if a.egress {
 		// Egress REDIRECT delivers to the namespace's loopback address.
-		h, err := nsHandle(a.rec.NS)
+		h, err := a.ns.Netlink()
 		if err != nil {
 			return err
 		}
 		defer h.Close()
 		lo, err := h.LinkByName("lo")
 		if err != nil {
-			return fmt.Errorf("loopback of %s: %w", a.rec.NS, err)
+			return fmt.Errorf("loopback of %s: %w", a.ns, err)
 		}
 		if lo.Attrs().Flags&net.FlagUp == 0 {
-			return injectors.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.rec.NS)
+			return injectors.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.ns)
 		}
 	}
 	a.rec.Chain = a.rec.ID
@@ -229,12 +282,12 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 		if (v6 && !a.v6) || (!v6 && !a.v4) {
 			continue
 		}
-		t, err := readNat(ctx, a.rec.NS, familyOf(v6))
+		t, err := readNat(ctx, a.ns, familyOf(v6))
 		if err != nil {
 			return err
 		}
 		if t.has(a.rec.Chain) {
-			return injectors.Refusef("target", "nat chain %s already exists in %s: run %s fault %s is already applied (or was not reverted; faultline recover removes it)", a.rec.Chain, a.rec.NS, a.rec.RunID, a.rec.Fault)
+			return injectors.Refusef("target", "nat chain %s already exists in %s: run %s fault %s is already applied (or was not reverted; faultline recover removes it)", a.rec.Chain, a.ns, a.rec.RunID, a.rec.Fault)
 		}
 	}
 	a.rec.Families = nil
@@ -248,7 +301,7 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 }
 
 func (a *latencyAction) prepareNetem() error {
-	h, err := nsHandle(a.rec.NS)
+	h, err := a.ns.Netlink()
 	if err != nil {
 		return err
 	}
@@ -258,10 +311,10 @@ func (a *latencyAction) prepareNetem() error {
 		return err
 	}
 	if len(links) == 0 {
-		return injectors.Refusef("target", "%s has no interface to put netem on", a.rec.NS)
+		return injectors.Refusef("target", "%s has no interface to put netem on", a.ns)
 	}
 	if err := checkNetemFree(h, links); err != nil {
-		return injectors.Refusef("target", "%s: %v", a.rec.NS, err)
+		return injectors.Refusef("target", "%s: %v", a.ns, err)
 	}
 	for _, l := range links {
 		a.rec.Interfaces = append(a.rec.Interfaces, l.Attrs().Name)
@@ -312,7 +365,7 @@ func (a *latencyAction) Targets() []string {
 	if a.rec.Mechanism == MechanismNetem {
 		how = "netem on " + strings.Join(a.rec.Interfaces, ", ")
 	}
-	return []string{fmt.Sprintf("%s: %s +%s via %s (%s)", a.rec.NS, sel, a.delayText(), how, a.reason)}
+	return []string{fmt.Sprintf("%s: %s +%s via %s (%s)", a.rec.Target, sel, a.delayText(), how, a.reason)}
 }
 
 // Record implements injectors.Action.
@@ -324,8 +377,29 @@ func (a *latencyAction) Record() (json.RawMessage, error) {
 	return b, nil
 }
 
-// Apply implements injectors.Action.
+var _ injectors.MechanismReporter = (*latencyAction)(nil)
+
+// Mechanism reports how the fault is applied, as chosen at Prepare, in the runbook's words:
+// "netem" or "proxy" (the transparent proxy).
+func (a *latencyAction) Mechanism() string {
+	if a.rec.Mechanism == MechanismNetem {
+		return MechanismNetem
+	}
+	return MechanismProxy
+}
+
+// Apply implements injectors.Action. The namespace is located again first: between Prepare and
+// Apply the path may have come to name another namespace (a /proc/PID/ns/net whose process
+// exited, its PID reused), and the fault must land where it was prepared or nowhere.
 func (a *latencyAction) Apply(ctx context.Context, rec injectors.Recorder) error {
+	ns, gone, err := a.rec.Target.Locate()
+	if err != nil {
+		return fmt.Errorf("latency %s: %w", a.rec.Fault, err)
+	}
+	if gone {
+		return fmt.Errorf("latency %s: %s is gone, or its path names another namespace now, since the fault was prepared: nothing applied", a.rec.Fault, a.rec.Target)
+	}
+	a.ns = ns
 	if a.rec.Mechanism == MechanismNetem {
 		return a.applyNetem(ctx, rec)
 	}
@@ -333,7 +407,7 @@ func (a *latencyAction) Apply(ctx context.Context, rec injectors.Recorder) error
 }
 
 func (a *latencyAction) applyProxy(ctx context.Context, rec injectors.Recorder) error {
-	ns := a.rec.NS
+	ns := a.ns
 	ln, port, err := listenInNs(ctx, ns, a.v4, a.v6, a.ingres)
 	if err != nil && a.v6 && len(a.peers) == 0 && errors.Is(err, syscall.EADDRNOTAVAIL) {
 		// No IPv6 in the namespace: only IPv4 can be selected.
@@ -418,7 +492,7 @@ func (a *latencyAction) netemSpec() netemSpec {
 }
 
 func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) error {
-	h, err := nsHandle(a.rec.NS)
+	h, err := a.ns.Netlink()
 	if err != nil {
 		return err
 	}
@@ -428,7 +502,7 @@ func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) 
 		return err
 	}
 	if err := checkNetemFree(h, links); err != nil {
-		return injectors.Refusef("target", "%s: %v", a.rec.NS, err)
+		return injectors.Refusef("target", "%s: %v", a.ns, err)
 	}
 	a.rec.Interfaces = nil
 	for _, l := range links {
@@ -443,9 +517,9 @@ func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) 
 	}
 	s := a.netemSpec()
 	if err := applyNetem(h, links, s); err != nil {
-		return fmt.Errorf("latency in %s: %w", a.rec.NS, err)
+		return fmt.Errorf("latency in %s: %w", a.ns, err)
 	}
-	a.lines = []string{fmt.Sprintf("latency %s via netem (%s) in %s", a.delayText(), a.reason, a.rec.NS)}
+	a.lines = []string{fmt.Sprintf("latency %s via netem (%s) in %s", a.delayText(), a.reason, a.ns)}
 	for _, name := range a.rec.Interfaces {
 		a.lines = append(a.lines, s.describe(name))
 	}
@@ -460,21 +534,23 @@ func (a *latencyAction) Describe() []string { return append([]string(nil), a.lin
 // connections drain briefly. A proxy of a crashed process died with it: nothing is left of it
 // but the rules, which are removed here.
 func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, env injectors.Env) error {
-	var rec latencyRecord
-	if err := json.Unmarshal(record, &rec); err != nil {
-		return fmt.Errorf("decode latency record: %w", err)
+	rec, err := decodeLatencyRecord(record)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
 	defer cancel()
 	var errs []error
-	ok, err := rec.NS.exists()
+	ns, gone, err := rec.Target.Locate()
 	switch {
 	case err != nil:
-		errs = append(errs, err)
-	case !ok:
-		logger(env).Info("latency revert: namespace is gone, and its rules with it", "ns", rec.NS.String(), "id", rec.ID)
+		errs = append(errs, fmt.Errorf("revert latency %s: %w", rec.ID, err))
+	case gone:
+		// Neither the path nor an alias names the recorded namespace any more: it is gone, and its
+		// rules and qdiscs with it. Whatever the path names now is another namespace, not touched.
+		logger(env).Info("latency revert: network namespace is gone, and the fault's rules with it", "netns", rec.Target.Label, "netnsID", rec.Target.ID, "id", rec.ID)
 	case rec.Mechanism == MechanismNetem:
-		if err := revertNetem(rec); err != nil {
+		if err := revertNetem(ns, rec); err != nil && !goneNow(ns) {
 			errs = append(errs, err)
 		}
 	case rec.Chain != "":
@@ -486,7 +562,7 @@ func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, 
 				}
 				continue
 			}
-			if _, err := removeChain(ctx, rec.NS, f, rec.Chain); err != nil && !errors.Is(err, errNsGone) {
+			if _, err := removeChain(ctx, ns, f, rec.Chain); err != nil && !goneNow(ns) {
 				errs = append(errs, err)
 			}
 		}
@@ -506,17 +582,14 @@ func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, 
 	return errors.Join(errs...)
 }
 
-func revertNetem(rec latencyRecord) error {
-	h, err := nsHandle(rec.NS)
+func revertNetem(ns network.Target, rec latencyRecord) error {
+	h, err := ns.Netlink()
 	if err != nil {
-		if errors.Is(err, errNsGone) {
-			return nil
-		}
 		return err
 	}
 	defer h.Close()
 	if err := removeNetem(h, rec.Interfaces); err != nil {
-		return fmt.Errorf("remove netem in %s: %w", rec.NS, err)
+		return fmt.Errorf("remove netem in %s: %w", ns, err)
 	}
 	return nil
 }
@@ -536,7 +609,7 @@ func recordedFamily(rec latencyRecord, name string) bool {
 // injectors and are left alone.
 // netem qdiscs carry no run and are removed through the ledger only.
 func (inj *LatencyInjector) Sweep(ctx context.Context, owned func(runID string) bool, _ injectors.Env) ([]string, error) {
-	refs, err := namespacesToSweep()
+	refs, err := network.Namespaces()
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
@@ -565,25 +638,4 @@ func shortID() (string, error) {
 		return "", fmt.Errorf("random id: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-// hasCapNetAdmin reports whether this process has CAP_NET_ADMIN in its effective set.
-func hasCapNetAdmin() bool {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return os.Geteuid() == 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			if err != nil {
-				return os.Geteuid() == 0
-			}
-			const capNetAdmin = 12
-			return caps&(1<<capNetAdmin) != 0
-		}
-	}
-	return os.Geteuid() == 0
 }

@@ -250,31 +250,6 @@ func netemInterfaces(h *netlink.Handle, peers []netip.Prefix) ([]netlink.Link, e
 	return out, nil
 }
 
-// nsHandle opens a netlink handle inside ns.
-func nsHandle(ns nsRef) (*netlink.Handle, error) {
-	p := ns.path()
-	if p == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return nil, fmt.Errorf("netlink: %w", err)
-		}
-		return h, nil
-	}
-	nh, err := netns.GetFromPath(p)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("%s: %w", ns, errNsGone)
-		}
-		return nil, fmt.Errorf("open %s: %w", ns, err)
-	}
-	defer nh.Close()
-	h, err := netlink.NewHandleAt(nh)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", ns, err)
-	}
-	return h, nil
-}
-
 // checkNetemFree refuses interfaces whose root qdisc someone configured (replacing it would
 // destroy their setup; reverting would not bring it back).
 func checkNetemFree(h *netlink.Handle, links []netlink.Link) error {

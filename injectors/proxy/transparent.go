@@ -7,12 +7,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"sync"
 	"syscall"
 	"unsafe"
 
+	"github.com/faultline-dev/faultline/injectors/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,7 +86,7 @@ func markedDialer(mark int) *net.Dialer {
 
 // transparentDial returns a DialFunc that connects each REDIRECTed client to its original
 // destination, from inside ns, with the mark that keeps the connection out of the REDIRECT rule.
-func transparentDial(ns nsRef, mark int) DialFunc {
+func transparentDial(ns network.Target, mark int) DialFunc {
 	d := markedDialer(mark)
 	return func(ctx context.Context, client net.Conn) (net.Conn, error) {
 		dst, err := OriginalDst(client)
@@ -92,11 +94,20 @@ func transparentDial(ns nsRef, mark int) DialFunc {
 			return nil, err
 		}
 		var c net.Conn
-		err = ns.do(func() error {
+		dial := func() error {
 			var err error
 			c, err = d.DialContext(ctx, "tcp", dst.String())
 			return err
-		})
+		}
+		err = ns.Do(dial)
+		if err != nil && errors.Is(err, fs.ErrNotExist) {
+			// The fault was applied by a path such as /proc/PID/ns/net whose process has exited
+			// while the namespace lives on (its listener is in there, for one): an alias of it
+			// still leads in.
+			if found, gone, lerr := ns.Locate(); lerr == nil && !gone && found.Path != ns.Path {
+				err = found.Do(dial)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("dial original destination %s from %s: %w", dst, ns, err)
 		}
@@ -108,7 +119,7 @@ func transparentDial(ns nsRef, mark int) DialFunc {
 // names one port for both iptables and ip6tables). any listens on every address (needed for
 // ingress, where REDIRECT sends to the address of the incoming interface); otherwise loopback
 // only (egress REDIRECT sends to 127.0.0.1 / ::1).
-func listenInNs(ctx context.Context, ns nsRef, v4, v6, any bool) (net.Listener, uint16, error) {
+func listenInNs(ctx context.Context, ns network.Target, v4, v6, any bool) (net.Listener, uint16, error) {
 	host4, host6 := "127.0.0.1", "::1"
 	if any {
 		host4, host6 = "0.0.0.0", "::"
@@ -117,7 +128,7 @@ func listenInNs(ctx context.Context, ns nsRef, v4, v6, any bool) (net.Listener, 
 	for attempt := 0; ; attempt++ {
 		var lns []net.Listener
 		var port uint16
-		err := ns.do(func() error {
+		err := ns.Do(func() error {
 			if v4 {
 				ln, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(host4, "0"))
 				if err != nil {

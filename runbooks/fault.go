@@ -11,6 +11,7 @@ type Fault struct {
 	ProcessPause *ProcessPause `yaml:"processPause,omitempty" json:"processPause,omitempty" kind:"process-pause"`
 	Latency      *Latency      `yaml:"latency,omitempty" json:"latency,omitempty" kind:"latency"`
 	Proxy        *Proxy        `yaml:"proxy,omitempty" json:"proxy,omitempty" kind:"proxy"`
+	ProxyToxics  *ProxyToxics  `yaml:"proxyToxics,omitempty" json:"proxyToxics,omitempty" kind:"proxy-toxics"`
 
 	// Network faults made of iptables rules and qdiscs (injectors/network).
 	Partition      *Partition      `yaml:"partition,omitempty" json:"partition,omitempty" kind:"partition"`

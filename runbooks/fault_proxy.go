@@ -1,12 +1,15 @@
 package runbooks
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Latency delays the TCP (and, with netem, any) traffic a NetworkTarget selects. On a kernel with
@@ -28,6 +31,61 @@ type Proxy struct {
 	Listen   string       `yaml:"listen" json:"listen" doc:"host:port the proxy listens on for the fault window, e.g. 127.0.0.1:15432."`
 	Upstream string       `yaml:"upstream" json:"upstream" doc:"host:port the proxy connects each client to, e.g. 127.0.0.1:5432."`
 	Toxics   []ProxyToxic `yaml:"toxics,omitempty" json:"toxics,omitempty" doc:"Applied in order to every connection (data passes latency before bandwidth if listed so). None means a plain proxy."`
+}
+
+// ProxyToxics adds toxics to a long-lived proxy served by `faultline proxy serve` for the fault
+// window, the way Toxiproxy is driven in a docker-compose golden copy: the proxy stays in front of
+// the dependency between experiments (and passes traffic untouched), and each experiment toggles
+// toxics on it. The server holds the toxics on a lease that this run renews; if the run dies, the
+// server removes them by itself once the lease runs out, and `faultline recover` removes them at once.
+type ProxyToxics struct {
+	Server    string       `yaml:"server" json:"server" doc:"The proxy server's API, e.g. http://toxiproxy.golden:8475 (http:// when no scheme is given)."`
+	Proxy     string       `yaml:"proxy" json:"proxy" doc:"Name of the proxy on that server (as in its --proxy flag or config)."`
+	TokenFile string       `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty" doc:"File holding an admin bearer token for the server, when it requires one."`
+	Lease     Duration     `yaml:"lease,omitempty" json:"lease,omitempty" doc:"How long the server keeps the toxics without hearing from this run; renewed every third of it. Default 15s, from 1s to 10m. After a crash the toxics are gone at most this long after the last renewal."`
+	Toxics    []ProxyToxic `yaml:"toxics" json:"toxics" doc:"At least one; applied in order to every connection through the proxy, after toxics other runs may have set."`
+}
+
+// Lease bounds and default for ProxyToxics.
+const (
+	DefaultToxicLease = 15 * time.Second
+	MinToxicLease     = time.Second
+	MaxToxicLease     = 10 * time.Minute
+)
+
+func (p *ProxyToxics) validate(v *Validator, path string) {
+	if strings.TrimSpace(p.Server) == "" {
+		v.Errorf(path+".server", "is required: the API of a `faultline proxy serve`, e.g. http://127.0.0.1:8475")
+	} else if _, err := ParseServerURL(p.Server); err != nil {
+		v.Errorf(path+".server", "%v", err)
+	}
+	if p.Proxy == "" {
+		v.Errorf(path+".proxy", "is required: the name of a proxy that server runs")
+	} else if !nameRE.MatchString(p.Proxy) {
+		v.Errorf(path+".proxy", "letters, digits, '.', '_' and '-' only, got %q", p.Proxy)
+	}
+	if p.Lease != 0 && (p.Lease.D() < MinToxicLease || p.Lease.D() > MaxToxicLease) {
+		v.Errorf(path+".lease", "must be between %s and %s, got %s", MinToxicLease, MaxToxicLease, p.Lease)
+	}
+	if len(p.Toxics) == 0 {
+		v.Errorf(path+".toxics", "at least one toxic is required: without one the fault would change nothing")
+	}
+	validateToxics(v, path, p.Toxics, "this fault")
+}
+
+// ParseServerURL reads the address of a faultline API: http(s)://HOST[:PORT], or HOST:PORT for
+// http. A path, query or user info is refused: the routes are fixed.
+func ParseServerURL(s string) (*url.URL, error) {
+	raw := strings.TrimSpace(s)
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
+		return nil, fmt.Errorf("%q is not a server address: want http(s)://HOST:PORT", s)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }
 
 // ProxyToxic is one behaviour of a proxy. Exactly one kind is set.
@@ -132,9 +190,14 @@ func (p *Proxy) validate(v *Validator, path string) {
 	if p.Listen != "" && p.Listen == p.Upstream {
 		v.Errorf(path+".upstream", "must differ from listen: the proxy would connect to itself")
 	}
+	validateToxics(v, path, p.Toxics, "this proxy")
+}
+
+// validateToxics checks a toxic list and names the unnamed ones (kind and index).
+func validateToxics(v *Validator, path string, toxics []ProxyToxic, where string) {
 	names := map[string]bool{}
-	for i := range p.Toxics {
-		t := &p.Toxics[i]
+	for i := range toxics {
+		t := &toxics[i]
 		tp := fmt.Sprintf("%s.toxics[%d]", path, i)
 		validateUnion(v, tp, t, "toxic", "toxic")
 		if t.Name == "" {
@@ -143,7 +206,7 @@ func (p *Proxy) validate(v *Validator, path string) {
 			v.Errorf(tp+".name", "letters, digits, '.', '_' and '-' only, got %q", t.Name)
 		}
 		if names[t.Name] {
-			v.Errorf(tp+".name", "duplicate toxic name %q in this proxy", t.Name)
+			v.Errorf(tp+".name", "duplicate toxic name %q in %s", t.Name, where)
 		}
 		names[t.Name] = true
 		switch t.Stream {
@@ -220,4 +283,19 @@ func ParseProxyRate(s string) (float64, error) {
 		return r, nil
 	}
 	return 0, fmt.Errorf("%q is below 1 byte per second", s)
+}
+
+// ValidateToxics checks toxics that come from outside a runbook (the proxy server's API) and
+// returns every problem at once, each with the path of its field (toxics[0].latency.delay).
+func ValidateToxics(toxics []ProxyToxic) error {
+	v := &Validator{}
+	validateToxics(v, "", toxics, "this request")
+	if len(v.problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(v.problems))
+	for i, p := range v.problems {
+		msgs[i] = strings.TrimPrefix(p.path, ".") + ": " + p.msg
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

@@ -116,6 +116,7 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.demoCommand(),
 			m.scheduleCommand(),
 			m.daemonCommand(),
+			m.proxyCommand(),
 			m.demoServiceCommand(),
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/injectors/proxy"
+	"github.com/faultline-dev/faultline/injectors/proxyserver"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -22,6 +23,7 @@ func registry() (*injectors.Registry, error) {
 	}
 	all = append(all, network.Injectors()...)
 	all = append(all, proxy.Injectors()...)
+	all = append(all, proxyserver.Injectors()...)
 	return injectors.NewRegistry(all...)
 }
 

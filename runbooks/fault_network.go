@@ -19,7 +19,7 @@ type NetworkTarget struct {
 
 func (t *NetworkTarget) validate(v *Validator, path string) {
 	if t.Netns != "" && t.NetnsPath != "" {
-		v.Errorf(path, "netns and netnsPath are exclusive: choose one")
+		v.Errorf(path+".netnsPath", "netns and netnsPath are exclusive: choose one")
 	}
 	if t.Netns != "" && strings.ContainsAny(t.Netns, "/ ") {
 		v.Errorf(path+".netns", "%q is not a namespace name (use netnsPath for a path)", t.Netns)

@@ -6,9 +6,14 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
 	"github.com/faultline-dev/faultline/safety"
@@ -261,5 +266,78 @@ func TestProxyServeRefusesAnOpenAPI(t *testing.T) {
 	out = faultline(t, t.TempDir(), "proxy", "serve", "--proxy", "db=127.0.0.1:0")
 	if out.code != 4 || !strings.Contains(out.stderr, "NAME=LISTEN=UPSTREAM") {
 		t.Fatalf("bad --proxy: exit %d\n%s", out.code, out.stderr)
+	}
+}
+
+// The compose example's proxy command and game day are real: the command, with the addresses
+// and secrets swapped for the test's, serves and answers the example admin token, and the game
+// day validates.
+func TestComposeExampleIsReal(t *testing.T) {
+	if out := faultline(t, t.TempDir(), "validate", "../../deploy/compose/gameday.yaml"); out.code != 0 {
+		t.Fatalf("gameday.yaml: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	raw, err := os.ReadFile("../../deploy/compose/docker-compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Command []string `yaml:"command"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"proxy-tokens", "proxy-token"} {
+		b, err := os.ReadFile("../../deploy/compose/" + f + ".example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := startProxyServer(t) // an upstream that answers: the db proxy of another server
+	repl := strings.NewReplacer("0.0.0.0:5432=postgres:5432", "127.0.0.1:0="+up.db, "0.0.0.0:8475", "127.0.0.1:0",
+		"/run/secrets/proxy-tokens", filepath.Join(dir, "proxy-tokens"))
+	var args []string
+	for _, a := range compose.Services["toxics"].Command {
+		args = append(args, repl.Replace(a))
+	}
+	if !slices.Contains(args, "proxy") || !slices.Contains(args, "serve") {
+		t.Fatalf("toxics command %q", compose.Services["toxics"].Command)
+	}
+	proc := startFaultline(t, nil, t.TempDir(), args...)
+	var api string
+	waitFor(t, 10*time.Second, "the compose proxy server to listen", func() bool {
+		select {
+		case <-proc.done:
+			t.Fatalf("the compose command exited:\n%s", proc.stderrText())
+		default:
+		}
+		for _, line := range strings.Split(proc.stdout.String(), "\n") {
+			if a, ok := strings.CutPrefix(line, "faultline proxy: API listening on "); ok {
+				api = a
+			}
+		}
+		return api != ""
+	})
+	token, err := os.ReadFile(filepath.Join(dir, "proxy-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := proxyserver.NewClient(api, strings.TrimSpace(string(token)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := cl.Proxies(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Name != "postgres" {
+		t.Fatalf("compose proxy server: %+v, %v", ps, err)
+	}
+	if _, err := cl.Reset(ctx); err != nil {
+		t.Fatalf("the example's admin token cannot reset: %v", err)
 	}
 }

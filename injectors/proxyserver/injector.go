@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/faultline-dev/faultline/injectors"
@@ -23,13 +24,19 @@ const requestTimeout = 5 * time.Second
 
 // Injector is the proxy-toxics fault kind: toxics on a long-lived proxy of a `faultline proxy
 // serve`, for the fault window.
-type Injector struct{}
+type Injector struct {
+	mu   sync.Mutex
+	live map[string]*action // by owner: the faults this process applied and still renews
+}
+
+// NewInjector returns the proxy-toxics injector.
+func NewInjector() *Injector { return &Injector{live: map[string]*action{}} }
 
 // Injectors returns this package's injectors, for the registry.
-func Injectors() []injectors.Injector { return []injectors.Injector{Injector{}} }
+func Injectors() []injectors.Injector { return []injectors.Injector{NewInjector()} }
 
 // Kind implements injectors.Injector.
-func (Injector) Kind() string { return Kind }
+func (*Injector) Kind() string { return Kind }
 
 // record is what the ledger keeps: enough to delete the toxics from another process.
 type record struct {
@@ -40,6 +47,7 @@ type record struct {
 }
 
 type action struct {
+	inj    *Injector
 	rec    record
 	client *Client
 	toxics []runbooks.ProxyToxic
@@ -47,11 +55,16 @@ type action struct {
 	target string
 	lines  []string
 	log    *slog.Logger
+
+	// mu is held across each renewal; stopped is set under it by Revert, so no renewal can put
+	// the toxics back after the revert's DELETE.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // Prepare implements injectors.Injector: it asks the server for the proxy, so a server that is
 // down, a proxy it does not run or a token it refuses stops the run before anything is applied.
-func (Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
+func (inj *Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
 	spec := f.ProxyToxics
 	if spec == nil {
 		return nil, fmt.Errorf("proxy-toxics injector: fault %q is not a proxyToxics fault", f.Name)
@@ -87,6 +100,7 @@ func (Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env
 	}
 	owner := Owner(env.RunID, f.Name)
 	return &action{
+		inj:    inj,
 		rec:    record{Server: c.Base(), Proxy: spec.Proxy, Owner: owner, TokenFile: spec.TokenFile},
 		client: c, toxics: spec.Toxics, lease: lease, log: logger(env),
 		target: fmt.Sprintf("proxy %s (%s → %s) on %s", ps.Name, ps.Listen, ps.Upstream, c.Base()),
@@ -121,6 +135,9 @@ func (a *action) Record() (json.RawMessage, error) {
 
 // Apply implements injectors.Action.
 func (a *action) Apply(ctx context.Context, _ injectors.Recorder) error {
+	a.inj.mu.Lock()
+	a.inj.live[a.rec.Owner] = a
+	a.inj.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	resp, err := a.client.SetToxics(rctx, a.rec.Proxy, a.rec.Owner, a.toxics, a.lease)
@@ -151,9 +168,10 @@ func (a *action) Sustain(ctx context.Context, _ injectors.Recorder, report func(
 			return nil
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, min(requestTimeout, a.lease/3))
-		_, err := a.client.SetToxics(rctx, a.rec.Proxy, a.rec.Owner, a.toxics, a.lease)
-		cancel()
+		stopped, err := a.renew(ctx)
+		if stopped {
+			return nil
+		}
 		now := time.Now()
 		switch {
 		case err == nil:
@@ -175,13 +193,37 @@ func (a *action) Sustain(ctx context.Context, _ injectors.Recorder, report func(
 	}
 }
 
+// renew puts the toxics again unless the fault was reverted; stopped reports that it was.
+func (a *action) renew(ctx context.Context) (stopped bool, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return true, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, min(requestTimeout, a.lease/3))
+	defer cancel()
+	_, err = a.client.SetToxics(rctx, a.rec.Proxy, a.rec.Owner, a.toxics, a.lease)
+	return false, err
+}
+
 // Revert implements injectors.Injector. A server that no longer runs the proxy (it restarted with
 // another config) holds no toxics for it; a server that cannot be reached fails the revert, which
 // recover retries, though the toxics go by themselves within a lease of the last renewal.
-func (Injector) Revert(ctx context.Context, raw json.RawMessage, env injectors.Env) error {
+func (inj *Injector) Revert(ctx context.Context, raw json.RawMessage, env injectors.Env) error {
 	var rec record
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return fmt.Errorf("decode proxy-toxics record: %w", err)
+	}
+	// The engine reverts as soon as the window ends, while the fault's renewals may still be
+	// running: stop them first (waiting out one in flight), or one could put the toxics back.
+	inj.mu.Lock()
+	a := inj.live[rec.Owner]
+	delete(inj.live, rec.Owner)
+	inj.mu.Unlock()
+	if a != nil {
+		a.mu.Lock()
+		a.stopped = true
+		a.mu.Unlock()
 	}
 	token, err := readToken(rec.TokenFile)
 	if err != nil {

@@ -29,7 +29,7 @@ func TestInjectorAppliesRenewsAndReverts(t *testing.T) {
 	f := newFixture(t, nil, "db")
 	env := injectors.Env{RunID: "run-1"}
 	ctx := ctxT(t)
-	act, err := Injector{}.Prepare(ctx, toxicsFault(f.api.URL, "db", time.Second), env)
+	act, err := NewInjector().Prepare(ctx, toxicsFault(f.api.URL, "db", time.Second), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestInjectorAppliesRenewsAndReverts(t *testing.T) {
 	}
 	// Revert from the ledger record alone, as recover does; twice, as a retried revert would.
 	for range 2 {
-		if err := (Injector{}).Revert(ctx, rec, env); err != nil {
+		if err := NewInjector().Revert(ctx, rec, env); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,7 +93,7 @@ func TestInjectorRefusesBeforeApplying(t *testing.T) {
 		{toxicsFault(f.api.URL, "queue", 0), `runs no proxy "queue" (it runs: db, cache)`},
 		{toxicsFault(dead, "db", 0), "cannot reach the proxy server"},
 	} {
-		_, err := Injector{}.Prepare(ctxT(t), c.fault, env)
+		_, err := NewInjector().Prepare(ctxT(t), c.fault, env)
 		var re *injectors.RefusedError
 		if !errors.As(err, &re) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want a refusal saying %q", c.fault.ProxyToxics.Proxy, err, c.want)
@@ -101,7 +101,7 @@ func TestInjectorRefusesBeforeApplying(t *testing.T) {
 	}
 	withToken := toxicsFault(f.api.URL, "db", 0)
 	withToken.ProxyToxics.TokenFile = t.TempDir() + "/missing"
-	if _, err := (Injector{}).Prepare(ctxT(t), withToken, env); err == nil || !strings.Contains(err.Error(), "token") {
+	if _, err := NewInjector().Prepare(ctxT(t), withToken, env); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("missing token file: %v", err)
 	}
 	for _, p := range []string{"db", "cache"} {
@@ -119,7 +119,7 @@ func TestInjectorSustainFailsWhenTheLeaseLapses(t *testing.T) {
 	front := httptest.NewServer(f.srv.Handler(nil, nil, nil))
 	env := injectors.Env{RunID: "run-2"}
 	ctx := ctxT(t)
-	act, err := Injector{}.Prepare(ctx, toxicsFault(front.URL, "db", time.Second), env)
+	act, err := NewInjector().Prepare(ctx, toxicsFault(front.URL, "db", time.Second), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,54 @@ func TestInjectorSustainFailsWhenTheLeaseLapses(t *testing.T) {
 		t.Errorf("events %+v, want one renewal failure", events)
 	}
 	rec, _ := act.Record()
-	if err := (Injector{}).Revert(ctx, rec, env); err == nil || !strings.Contains(err.Error(), "recover retries") {
+	if err := NewInjector().Revert(ctx, rec, env); err == nil || !strings.Contains(err.Error(), "recover retries") {
 		t.Errorf("revert with the server unreachable: %v", err)
+	}
+}
+
+// A revert while the fault's renewals still run (the engine reverts as soon as the window ends)
+// must stop them: no renewal may put the toxics back after the DELETE.
+func TestRevertStopsRenewals(t *testing.T) {
+	f := newFixture(t, nil, "db")
+	env := injectors.Env{RunID: "run-3"}
+	ctx := ctxT(t)
+	inj := NewInjector()
+	act, err := inj.Prepare(ctx, toxicsFault(f.api.URL, "db", time.Second), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := act.Apply(ctx, noRecord); err != nil {
+		t.Fatal(err)
+	}
+	sustained := make(chan error, 1)
+	go func() {
+		sustained <- act.(injectors.Sustainer).Sustain(ctx, noRecord, func(injectors.Event) {})
+	}()
+	rec, _ := act.Record()
+	if err := inj.Revert(ctx, rec, env); err != nil {
+		t.Fatal(err)
+	}
+	// Three renewal periods: without the stop, the next tick would put the toxics back.
+	deadline := time.NewTimer(time.Second + 100*time.Millisecond)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-deadline.C:
+			done = true
+		case <-tick.C:
+			if ps, _ := f.srv.Proxy("db"); len(ps.Toxics) != 0 {
+				t.Fatalf("a renewal put the toxics back after the revert: %+v", ps.Toxics)
+			}
+		}
+	}
+	select {
+	case err := <-sustained:
+		if err != nil {
+			t.Fatalf("sustain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sustain kept running after the revert")
 	}
 }

@@ -219,18 +219,26 @@ func proxyClient(c *cli.Context) (*proxyserver.Client, error) {
 	return cl, nil
 }
 
+// withProxyClient gives a command's action a client from the flags and a context bounded by
+// --request-timeout.
+func withProxyClient(f func(ctx context.Context, c *cli.Context, cl *proxyserver.Client) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		cl, err := proxyClient(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Context, c.Duration("request-timeout"))
+		defer cancel()
+		return f(ctx, c, cl)
+	}
+}
+
 func (m *Main) proxyListCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
 		Usage: "list a proxy server's proxies and the toxics on them",
 		Flags: append(proxyClientFlags(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}),
-		Action: func(c *cli.Context) error {
-			cl, err := proxyClient(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(c.Context, c.Duration("request-timeout"))
-			defer cancel()
+		Action: withProxyClient(func(ctx context.Context, c *cli.Context, cl *proxyserver.Client) error {
 			ps, err := cl.Proxies(ctx)
 			if err != nil {
 				return exitWith(exitAborted, err)
@@ -254,7 +262,7 @@ func (m *Main) proxyListCommand() *cli.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, p.Listen, p.Upstream, p.Stats.Open, toxics)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -265,19 +273,13 @@ func (m *Main) proxyResetCommand() *cli.Command {
 		Description: `Runs whose toxics are removed this way go on until their window ends; their revert then
 finds nothing to remove. Use 'faultline halt' to stop the runs themselves.`,
 		Flags: proxyClientFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := proxyClient(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(c.Context, c.Duration("request-timeout"))
-			defer cancel()
+		Action: withProxyClient(func(ctx context.Context, _ *cli.Context, cl *proxyserver.Client) error {
 			n, err := cl.Reset(ctx)
 			if err != nil {
 				return exitWith(exitAborted, err)
 			}
 			fmt.Fprintf(m.Stdout, "removed %d toxic set(s)\n", n)
 			return nil
-		},
+		}),
 	}
 }

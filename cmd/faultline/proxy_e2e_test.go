@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
+	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -29,21 +32,8 @@ type proxyStack struct {
 
 func startProxyServer(t testing.TB) *proxyStack {
 	t.Helper()
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = up.Close() })
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	proc := startFaultline(t, nil, t.TempDir(), "proxy", "serve", "--proxy", "db=127.0.0.1:0="+up.Addr().String(), "--api-address", "127.0.0.1:0")
+	up := local.EchoServer(t)
+	proc := startFaultline(t, nil, t.TempDir(), "proxy", "serve", "--proxy", "db=127.0.0.1:0="+up, "--api-address", "127.0.0.1:0")
 	s := &proxyStack{proc: proc}
 	waitFor(t, 10*time.Second, "the proxy server to print its addresses", func() bool {
 		for _, line := range strings.Split(proc.stdout.String(), "\n") {
@@ -56,9 +46,11 @@ func startProxyServer(t testing.TB) *proxyStack {
 		}
 		return s.api != "" && s.db != ""
 	})
-	if s.client, err = proxyserver.NewClient(s.api, "", nil); err != nil {
+	c, err := proxyserver.NewClient(s.api, "", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.client = c
 	return s
 }
 
@@ -340,4 +332,38 @@ func TestComposeExampleIsReal(t *testing.T) {
 	if _, err := cl.Reset(ctx); err != nil {
 		t.Fatalf("the example's admin token cannot reset: %v", err)
 	}
+}
+
+func TestProxyListAndResetCommands(t *testing.T) {
+	s := startProxyServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lat := runbooksLatency(40 * time.Millisecond)
+	if _, err := s.client.SetToxics(ctx, "db", "run-9.slow", lat, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	out := faultline(t, state, "proxy", "list", "--server", s.api)
+	if out.code != 0 || !strings.Contains(out.stdout, "run-9.slow: latency 40ms") || !strings.Contains(out.stdout, s.db) {
+		t.Fatalf("list: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	out = faultline(t, state, "proxy", "list", "--server", s.api, "-o", "json")
+	var resp proxyserver.ProxiesResponse
+	if err := json.Unmarshal([]byte(out.stdout), &resp); err != nil || len(resp.Proxies) != 1 || len(resp.Proxies[0].Toxics) != 1 {
+		t.Fatalf("list -o json: %v\n%s", err, out.stdout)
+	}
+	out = faultline(t, state, "proxy", "reset", "--server", s.api)
+	if out.code != 0 || !strings.Contains(out.stdout, "removed 1 toxic set") {
+		t.Fatalf("reset: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	if ts := s.toxics(t); len(ts) != 0 {
+		t.Fatalf("after reset: %+v", ts)
+	}
+	if out := faultline(t, state, "proxy", "list", "--server", "http://127.0.0.1:1"); out.code != 5 || !strings.Contains(out.stderr, "connection refused") {
+		t.Fatalf("list against nothing: exit %d\n%s", out.code, out.stderr)
+	}
+}
+
+func runbooksLatency(d time.Duration) []runbooks.ProxyToxic {
+	return []runbooks.ProxyToxic{{Name: "slow", Latency: &runbooks.ToxicLatency{Delay: runbooks.Duration(d)}}}
 }

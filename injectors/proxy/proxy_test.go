@@ -7,10 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,46 +28,10 @@ func serve(t testing.TB, handler func(net.Conn)) net.Listener {
 
 func serveOn(t testing.TB, ln net.Listener, handler func(net.Conn)) net.Listener {
 	t.Helper()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					_ = c.Close()
-				}()
-				handler(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln
+	return local.ServeTCP(t, ln, handler)
 }
 
-func echo(c net.Conn) { _, _ = io.Copy(c, c) }
+func echo(c net.Conn) { local.Echo(c) }
 
 // startProxy runs a proxy on loopback in front of upstream.
 func startProxy(t testing.TB, upstream string, toxics ...Toxic) *Proxy {

@@ -387,3 +387,58 @@ experiments:
 		})
 	}
 }
+
+const networkResultRunbook = `apiVersion: faultline.dev/v1alpha1
+kind: Runbook
+metadata: {name: e2e-net-result}
+environment: {name: test, type: local}
+experiments:
+  - name: all-kinds
+    duration: 1s
+    faults:
+      - name: partition
+        partition: {netns: {{.NS}}, direction: egress, peers: ["{{.Peer}}"], protocol: tcp, ports: ["9"]}
+      - name: slow
+        bandwidth: {netns: {{.NS}}, interface: {{.Iface}}, rate: 10mbit}
+      - name: delay
+        latency: {netns: {{.NS}}, direction: egress, peers: ["{{.Peer}}"], protocol: tcp, delay: 20ms, mechanism: proxy}
+`
+
+// The result document says, per fault, what was put in place in words a human reads (the rules,
+// the qdisc, the mechanism) and when that fault was removed; afterwards the namespace is as before.
+func TestNetworkResultRecordsAppliedRulesAndRevertTimes(t *testing.T) {
+	netns.Require(t, "iptables", "iptables-save", "ip6tables-save", "tc")
+	l := netns.NewPair(t)
+	before := snapshot(t, l.A)
+	rb := runbook(t, networkResultRunbook, map[string]string{"NS": l.A.Name, "Peer": l.B4.String(), "Iface": l.AIf})
+	out := faultline(t, t.TempDir(), "run", "-o", "json", rb)
+	if out.code != 0 {
+		t.Fatalf("run exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	res := out.result(t)
+	faults := res.Experiments[0].Faults
+	if len(faults) != 3 {
+		t.Fatalf("%d faults in the result", len(faults))
+	}
+	want := map[string]struct{ applied, mechanism string }{
+		"partition": {"-j DROP", ""},
+		"slow":      {"tbf", ""},
+		"delay":     {"REDIRECT --to-ports", "proxy"},
+	}
+	for _, f := range faults {
+		w := want[f.Name]
+		applied := strings.Join(f.Applied, "\n")
+		if !strings.Contains(applied, w.applied) {
+			t.Errorf("%s: applied lines lack %q:\n%s", f.Name, w.applied, applied)
+		}
+		if f.Mechanism != w.mechanism {
+			t.Errorf("%s: mechanism %q, want %q", f.Name, f.Mechanism, w.mechanism)
+		}
+		if f.AppliedAt == nil || f.RevertedAt == nil || f.RevertedAt.Before(*f.AppliedAt) {
+			t.Errorf("%s: applied %v, reverted %v", f.Name, f.AppliedAt, f.RevertedAt)
+		}
+	}
+	if after := snapshot(t, l.A); after != before {
+		t.Fatalf("namespace after the run differs from before:\n--- before\n%s--- after\n%s", before, after)
+	}
+}

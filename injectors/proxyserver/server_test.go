@@ -4,6 +4,7 @@ package proxyserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/faultline-dev/faultline/internal/testenv/local"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -457,4 +459,54 @@ func TestOpenRefusesBadProxies(t *testing.T) {
 		t.Fatal("the busy address became free: the test's own listener closed early")
 	}
 	_ = fmt.Sprint(probe)
+}
+
+// Every metric the shipped proxy dashboard queries exists in what the server exports, with the
+// proxy label the dashboard filters on.
+func TestDashboardQueriesExistingMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/grafana/faultline-proxies-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard is not valid JSON: %v", err)
+	}
+	f := newFixture(t, nil, "db")
+	if _, err := f.client.SetToxics(ctxT(t), "db", "o", []runbooks.ProxyToxic{latencyToxic("l", time.Millisecond, "")}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	families, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, fam := range families {
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "proxy" {
+					have[fam.GetName()] = true
+				}
+			}
+		}
+	}
+	checked := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, n := range regexp.MustCompile(`faultline_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				if !have[n] {
+					t.Errorf("panel %q queries %s, which the proxy server does not export with a proxy label", p.Title, n)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 8 {
+		t.Fatalf("only %d metric references found: the test is not reading the dashboard", checked)
+	}
 }

@@ -417,9 +417,12 @@ func TestLatencyTransparentJitter(t *testing.T) {
 				t.Errorf("standard deviation %s, want %s ± 10%%", sd, tc.wantSD)
 			}
 			if tc.dist == "uniform" {
-				// Bounds: nothing below delay-jitter; above delay+jitter only by scheduling noise.
-				if lo < delay-tc.jitter-200*time.Microsecond || hi > delay+tc.jitter+3*time.Millisecond {
-					t.Errorf("delays span [%s, %s], want within [%s, %s]", lo, hi, delay-tc.jitter, delay+tc.jitter)
+				// Bounds: nothing below delay-jitter, ever (a delay cannot be cut short); above
+				// delay+jitter only by scheduling noise, which on a shared machine can stall any
+				// single sample by milliseconds: the top is judged at p99 (the 4th largest of 400).
+				p99 := percentile(added, 0.99)
+				if lo < delay-tc.jitter-200*time.Microsecond || p99 > delay+tc.jitter+time.Millisecond {
+					t.Errorf("delays span [%s, p99 %s], want within [%s, %s]", lo, p99, delay-tc.jitter, delay+tc.jitter)
 				}
 				if lo > delay-tc.jitter+2*time.Millisecond || hi < delay+tc.jitter-2*time.Millisecond {
 					t.Errorf("delays span [%s, %s]: 400 uniform samples should reach near both ends of [%s, %s]", lo, hi, delay-tc.jitter, delay+tc.jitter)

@@ -52,6 +52,7 @@ type ownedSet struct {
 	toxics  []proxy.Toxic
 	expires time.Time
 	timer   *time.Timer
+	gen     uint64 // bumped each time the lease timer is armed
 }
 
 var (
@@ -159,9 +160,11 @@ func (s *Server) setToxics(name, owner string, specs []runbooks.ProxyToxic, leas
 	}
 	set.specs, set.toxics = specs, toxics
 	set.expires = time.Now().Add(lease)
-	// The timer names the set it was armed for: one that fires after a renewal replaced the set
-	// finds another *ownedSet and leaves it alone.
-	set.timer = time.AfterFunc(lease, func() { s.expire(name, owner, set) })
+	// Each arming has its own generation: a timer that fired just as a renewal took the lock
+	// (Stop was too late) finds a newer generation and leaves the renewed set alone.
+	set.gen++
+	gen := set.gen
+	set.timer = time.AfterFunc(lease, func() { s.expire(name, owner, set, gen) })
 	if renewal {
 		s.met.change(name, "renew")
 		return set.expires, describe(toxics), nil
@@ -223,11 +226,11 @@ func (s *Server) Reset() (int, error) {
 	return n, errors.Join(errs...)
 }
 
-func (s *Server) expire(name, owner string, set *ownedSet) {
+func (s *Server) expire(name, owner string, set *ownedSet, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sv := s.proxies[name]
-	if sv == nil || sv.sets[owner] != set {
+	if sv == nil || sv.sets[owner] != set || set.gen != gen {
 		return
 	}
 	delete(sv.sets, owner)

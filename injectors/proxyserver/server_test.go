@@ -510,3 +510,28 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		t.Fatalf("only %d metric references found: the test is not reading the dashboard", checked)
 	}
 }
+
+// A lease timer that fires just as a renewal takes the lock (too late for Stop) must not remove
+// the renewed set.
+func TestStaleLeaseTimerLeavesARenewedSetAlone(t *testing.T) {
+	f := newFixture(t, nil, "db")
+	tox := []runbooks.ProxyToxic{latencyToxic("l", time.Millisecond, "")}
+	if _, err := f.srv.SetToxics("db", "o", tox, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.mu.Lock()
+	set := f.srv.proxies["db"].sets["o"]
+	stale := set.gen
+	f.srv.mu.Unlock()
+	if _, err := f.srv.SetToxics("db", "o", tox, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.expire("db", "o", set, stale) // what the first timer would do had it fired late
+	if ps, _ := f.srv.Proxy("db"); len(ps.Toxics) != 1 {
+		t.Fatalf("a stale lease timer removed the renewed set: %+v", ps.Toxics)
+	}
+	f.srv.expire("db", "o", set, set.gen) // the current timer firing does remove it
+	if ps, _ := f.srv.Proxy("db"); len(ps.Toxics) != 0 {
+		t.Fatalf("the current lease timer did not remove the set: %+v", ps.Toxics)
+	}
+}

@@ -3,6 +3,7 @@ package recorder_test
 import (
 	"context"
 	"fmt"
+	"k8s.io/client-go/util/retry"
 	"testing"
 	"time"
 
@@ -80,27 +81,37 @@ func waitAvailable(ctx context.Context, t testing.TB, cs kubernetes.Interface, n
 
 func setReplicas(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, name string, replicas int32) {
 	t.Helper()
-	s, err := cs.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+	// The deployment controller writes the object too: a conflict means "read again", as the
+	// shard-outage injector handles it.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := cs.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Replicas = replicas
+		_, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	s.Spec.Replicas = replicas
-	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func taintNode(ctx context.Context, t testing.TB, cs kubernetes.Interface, name string, on bool) {
 	t.Helper()
-	n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Spec.Taints = nil
+		if on {
+			n.Spec.Taints = []corev1.Taint{{Key: "faultline.dev/test", Value: "full", Effect: corev1.TaintEffectNoSchedule}}
+		}
+		_, err = cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	n.Spec.Taints = nil
-	if on {
-		n.Spec.Taints = []corev1.Taint{{Key: "faultline.dev/test", Value: "full", Effect: corev1.TaintEffectNoSchedule}}
-	}
-	if _, err := cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

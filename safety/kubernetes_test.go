@@ -3,6 +3,7 @@ package safety_test
 import (
 	"context"
 	"fmt"
+	"k8s.io/client-go/util/retry"
 	"strings"
 	"testing"
 	"time"
@@ -108,14 +109,23 @@ func TestKubernetesGuardrail(t *testing.T) {
 
 	// Availability drops: the node refuses new pods, then two pods are deleted, so their
 	// replacements stay Pending and the Deployment is down to 3 of 5.
-	node, err := c.Client.CoreV1().Nodes().Get(ctx, "guard-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// kwok and the controllers write these objects too: a conflict means "read again".
+	taint := func(taints []corev1.Taint) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node, err := c.Client.CoreV1().Nodes().Get(ctx, "guard-0", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			node.Spec.Taints = taints
+			_, err = c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: "faultline.dev/test", Value: "full", Effect: corev1.TaintEffectNoSchedule})
-	if _, err := c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	taint([]corev1.Taint{{Key: "faultline.dev/test", Value: "full", Effect: corev1.TaintEffectNoSchedule}})
 	pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=checkout"})
 	if err != nil {
 		t.Fatal(err)
@@ -138,14 +148,7 @@ func TestKubernetesGuardrail(t *testing.T) {
 	})
 
 	// The node takes pods again: the Pending replacements are scheduled and the guardrails pass.
-	node, err = c.Client.CoreV1().Nodes().Get(ctx, "guard-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node.Spec.Taints = nil
-	if _, err := c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	taint(nil)
 	pollUntil(ctx, t, "both guardrails to pass again", func(ctx context.Context) (string, bool, error) {
 		a, b := workloadPct.Evaluate(ctx), podsPct.Evaluate(ctx)
 		return a.Detail + "; " + b.Detail, a.Pass && b.Pass, nil
@@ -153,12 +156,16 @@ func TestKubernetesGuardrail(t *testing.T) {
 
 	t.Run("scaled to zero fails minPercent", func(t *testing.T) {
 		zero := int32(0)
-		d, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "checkout", metav1.GetOptions{})
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "checkout", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			d.Spec.Replicas = &zero
+			_, err = c.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		d.Spec.Replicas = &zero
-		if _, err := c.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if o := workloadPct.Evaluate(ctx); o.Pass || !strings.Contains(o.Detail, "scaled to 0 replicas") {

@@ -138,7 +138,9 @@ func (a *action) Apply(ctx context.Context, _ injectors.Recorder) error {
 	a.inj.mu.Lock()
 	a.inj.live[a.rec.Owner] = a
 	a.inj.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	// As for renewals: a halt during Apply must not abandon a PUT the server could apply after
+	// the revert's DELETE.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
 	defer cancel()
 	resp, err := a.client.SetToxics(rctx, a.rec.Proxy, a.rec.Owner, a.toxics, a.lease)
 	if err != nil {
@@ -200,7 +202,10 @@ func (a *action) renew(ctx context.Context) (stopped bool, err error) {
 	if a.stopped {
 		return true, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, min(requestTimeout, a.lease/3))
+	// Not cancelled with the window: a renewal abandoned on this side may still be applied by the
+	// server, after the revert's DELETE. Waiting for its answer orders the two. A server slower
+	// than the timeout can still apply it late; nothing renews it then, so the lease ends it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(requestTimeout, a.lease/3))
 	defer cancel()
 	_, err = a.client.SetToxics(rctx, a.rec.Proxy, a.rec.Owner, a.toxics, a.lease)
 	return false, err

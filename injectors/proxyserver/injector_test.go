@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -189,5 +190,58 @@ func TestRevertStopsRenewals(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Sustain kept running after the revert")
+	}
+}
+
+// The window ends while a renewal is in flight on a slow server, and the engine reverts at once.
+// The renewal must be answered before the revert's DELETE goes out: a renewal abandoned on the
+// client side can still be applied by the server after the DELETE, putting the toxics back.
+func TestRevertWaitsForTheRenewalInFlight(t *testing.T) {
+	f := newFixture(t, nil, "db")
+	putStarted := make(chan struct{}, 16)
+	slowPuts := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				putStarted <- struct{}{}
+				// The fault being simulated: a server slow to apply a request it has received.
+				tm := time.NewTimer(300 * time.Millisecond)
+				<-tm.C
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	front := httptest.NewServer(slowPuts(f.srv.Handler(nil, nil, nil)))
+	defer front.Close()
+	env := injectors.Env{RunID: "run-4"}
+	inj := NewInjector()
+	act, err := inj.Prepare(ctxT(t), toxicsFault(front.URL, "db", time.Second), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := act.Apply(ctxT(t), noRecord); err != nil {
+		t.Fatal(err)
+	}
+	<-putStarted // Apply's own PUT
+	window, endWindow := context.WithCancel(ctxT(t))
+	sustained := make(chan error, 1)
+	go func() { sustained <- act.(injectors.Sustainer).Sustain(window, noRecord, func(injectors.Event) {}) }()
+	select {
+	case <-putStarted: // the first renewal is now being handled by the slow server
+	case <-time.After(5 * time.Second):
+		t.Fatal("no renewal within 5s of a 1s lease")
+	}
+	endWindow()
+	rec, _ := act.Record()
+	if err := inj.Revert(ctxT(t), rec, env); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sustained; err != nil {
+		t.Fatalf("sustain: %v", err)
+	}
+	// Give an abandoned renewal time to land after the DELETE (it would within 300ms).
+	tm := time.NewTimer(500 * time.Millisecond)
+	<-tm.C
+	if ps, _ := f.srv.Proxy("db"); len(ps.Toxics) != 0 {
+		t.Fatalf("toxics back after the revert: %+v", ps.Toxics)
 	}
 }

@@ -39,12 +39,12 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 			if c.point == "observe" {
 				// Mid-window: the fault is applied and the ledger says so (it flips to applied just
 				// after the side effect, so the victim's state alone would race the ledger).
-				waitFor(t, 10*time.Second, "the fault to be applied and ledgered", func() bool {
+				run.waitFor(t, 10*time.Second, "the fault to be applied and ledgered", func() bool {
 					open := openEntries(t, state)
 					return v.State() == "T" && len(open) == 1 && open[0].State == safety.StateApplied
 				})
 			} else {
-				waitFor(t, 10*time.Second, "faultline to reach "+c.point, func() bool {
+				run.waitFor(t, 10*time.Second, "faultline to reach "+c.point, func() bool {
 					_, err := os.Stat(filepath.Join(state, "held-"+c.point))
 					return err == nil
 				})

@@ -275,7 +275,7 @@ func TestKubeScaleToZeroSIGKILLThenRecover(t *testing.T) {
 			}
 			run := startFaultline(t, env, state, "run", "--kubeconfig", c.Kubeconfig, rb)
 			if point == "observe" {
-				waitFor(t, 30*time.Second, "the shard to be down and the ledger to say applied", func() bool {
+				run.waitFor(t, 30*time.Second, "the shard to be down and the ledger to say applied", func() bool {
 					open := openEntries(t, state)
 					db, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db-2")
 					cache, _ := f.Replicas(f.Ctx(5*time.Second), "Deployment", "cache-2")
@@ -285,7 +285,7 @@ func TestKubeScaleToZeroSIGKILLThenRecover(t *testing.T) {
 					t.Fatalf("hpa cache-2 minReplicas during the window = %s, want 1", m)
 				}
 			} else {
-				waitFor(t, 30*time.Second, "faultline to reach "+point, func() bool {
+				run.waitFor(t, 30*time.Second, "faultline to reach "+point, func() bool {
 					_, err := os.Stat(filepath.Join(state, "held-"+point))
 					return err == nil
 				})
@@ -457,7 +457,7 @@ func TestKubeRBACClusterRole(t *testing.T) {
 	rb = kubeRunbook(t, kubeData{ClusterID: uid, Server: c.Server, Duration: "10m",
 		Faults: fmt.Sprintf(`[{shardOutage: {mode: scale-to-zero, workload: {kind: StatefulSet, name: db, namespace: %s}}}]`, f.NS)})
 	run := startFaultline(t, nil, state, "run", "--kubeconfig", kubeconfig, rb)
-	waitFor(t, 30*time.Second, "the statefulset to be at 0", func() bool {
+	run.waitFor(t, 30*time.Second, "the statefulset to be at 0", func() bool {
 		n, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db")
 		open := openEntries(t, state)
 		return n == 0 && len(open) == 1 && open[0].State == safety.StateApplied

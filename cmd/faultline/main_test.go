@@ -118,6 +118,30 @@ func startFaultline(t testing.TB, env []string, stateDir string, args ...string)
 	return s
 }
 
+// waitFor polls cond until it holds, like the package's waitFor, but fails at once, with the
+// process's output, if the process exits first, and shows its output on a timeout: a run that
+// stopped early or is stuck says why.
+func (s *started) waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-s.done:
+			if cond() {
+				return
+			}
+			t.Fatalf("faultline exited (%s) while the test waited for %s\nstdout:\n%s\nstderr:\n%s", s.cmd.ProcessState, what, s.stdout, s.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s\nfaultline stdout so far:\n%s\nstderr so far:\n%s", d, what, s.stdout, s.stderr)
+		}
+		<-tick.C
+	}
+}
+
 // stderrText is what the process wrote to stderr so far.
 func (s *started) stderrText() string { return s.stderr.String() }
 

@@ -107,7 +107,7 @@ func TestNetworkFaultsSurviveSIGKILLAndRecoverRestoresExactly(t *testing.T) {
 	state := t.TempDir()
 	rb := runbook(t, networkRunbook, map[string]string{"NS": l.A.Name, "Peer": l.B4.String(), "Port": fmt.Sprint(port), "Iface": l.AIf})
 	run := startFaultline(t, nil, state, "run", rb)
-	waitFor(t, 20*time.Second, "both faults applied and ledgered", func() bool {
+	run.waitFor(t, 20*time.Second, "both faults applied and ledgered", func() bool {
 		open := openEntries(t, state)
 		return len(open) == 2 && open[0].State == safety.StateApplied && open[1].State == safety.StateApplied
 	})
@@ -237,7 +237,7 @@ func TestLatencyProxySurvivesSIGKILLAndRecoverRestoresExactly(t *testing.T) {
 	rb := runbook(t, latencyRunbook, map[string]string{"NS": l.A.Name, "Peer": l.B4.String(), "Port": fmt.Sprint(port), "Delay": delay.String()})
 	run := startFaultline(t, nil, state, "run", rb)
 	var entry *safety.Entry
-	waitFor(t, 20*time.Second, "the latency fault applied and ledgered", func() bool {
+	run.waitFor(t, 20*time.Second, "the latency fault applied and ledgered", func() bool {
 		open := openEntries(t, state)
 		if len(open) == 1 && open[0].State == safety.StateApplied {
 			entry = open[0]

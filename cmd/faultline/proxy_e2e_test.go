@@ -127,7 +127,7 @@ func TestProxyToxicsRunTogglesALongLivedProxy(t *testing.T) {
 	state := t.TempDir()
 	rb := runbook(t, proxyToxicsRunbook, proxyToxicsData{Duration: "3s", Server: s.api, Proxy: "db", Lease: "1s"})
 	run := startFaultline(t, nil, state, "run", "-o", "json", rb)
-	waitFor(t, 10*time.Second, "the run's toxic on the proxy", func() bool { return len(s.toxics(t)) == 1 })
+	run.waitFor(t, 10*time.Second, "the run's toxic on the proxy", func() bool { return len(s.toxics(t)) == 1 })
 	if d := s.echoRTT(t); d < 50*time.Millisecond || d > 80*time.Millisecond {
 		t.Errorf("during the window: round trip %s, want 50ms added", d)
 	}
@@ -170,7 +170,7 @@ func TestProxyToxicsSIGKILLThenRecoverOrLease(t *testing.T) {
 			}
 			rb := runbook(t, proxyToxicsRunbook, proxyToxicsData{Duration: "60s", Server: s.api, Proxy: "db", Lease: lease})
 			run := startFaultline(t, nil, state, "run", rb)
-			waitFor(t, 10*time.Second, "the toxic applied and ledgered", func() bool {
+			run.waitFor(t, 10*time.Second, "the toxic applied and ledgered", func() bool {
 				open := openEntries(t, state)
 				return len(s.toxics(t)) == 1 && len(open) == 1 && open[0].State == safety.StateApplied
 			})

@@ -90,7 +90,9 @@ func (h *apiHandler) route(pattern string, acc access, f func(*http.Request) (in
 		}
 		code, body := f(r)
 		if acc == adminAccess {
-			h.log.Info("proxy API call", "route", pattern, "who", who, "remote", r.RemoteAddr, "code", code)
+			// Debug: a renewal every third of a lease would flood info; the server logs each
+			// actual change (set, delete, expire, reset) at info or above.
+			h.log.Debug("proxy API call", "route", pattern, "who", who, "remote", r.RemoteAddr, "code", code)
 		}
 		writeJSON(w, code, body)
 	})

@@ -173,8 +173,7 @@ func (s *Server) setToxics(name, owner string, specs []runbooks.ProxyToxic, leas
 		// Validated above, so the proxy cannot refuse them; if it does, hold nothing.
 		set.timer.Stop()
 		delete(sv.sets, owner)
-		_ = s.applyLocked(sv)
-		return time.Time{}, nil, err
+		return time.Time{}, nil, errors.Join(err, s.applyLocked(sv))
 	}
 	s.met.change(name, "set")
 	s.log.Info("toxics set", "proxy", name, "owner", owner, "toxics", describe(toxics), "lease", lease)

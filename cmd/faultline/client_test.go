@@ -282,12 +282,23 @@ func TestHaltServerAllAndUnknown(t *testing.T) {
 
 func TestStatusAndHistoryOutput(t *testing.T) {
 	s := startAPIStack(t)
-	o := s.as(t, s.readerFile, "status", "-o", "json")
-	want(t, o, 0)
+	// The schedule loops publish their next start just after the daemon turns ready.
+	var o outcome
 	var st api.StatusResponse
-	if err := json.Unmarshal([]byte(o.stdout), &st); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, 10*time.Second, "status to show both schedules' next start", func() bool {
+		o = s.as(t, s.readerFile, "status", "-o", "json")
+		want(t, o, 0)
+		st = api.StatusResponse{}
+		if err := json.Unmarshal([]byte(o.stdout), &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, sc := range st.Schedules {
+			if sc.NextStart == nil {
+				return false
+			}
+		}
+		return len(st.Schedules) > 0
+	})
 	if !st.Leader || !st.Ready || st.Paused || len(st.Schedules) != 2 || len(st.Active) != 0 {
 		t.Fatalf("status %+v", st)
 	}

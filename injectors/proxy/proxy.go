@@ -107,8 +107,9 @@ func (p *Proxy) Stats() Stats {
 	return Stats{Accepted: p.accepted.Load(), Proxied: p.proxied.Load(), DialErrors: p.dialErrors.Load(), Open: open}
 }
 
-// SetToxics atomically replaces the toxic set. Open connections switch at once: data already
-// read keeps the timing it was given (order is never broken), new data gets the new toxics.
+// SetToxics atomically replaces the toxic set. When it returns, every open connection has the new
+// set (each drawing its toxicity afresh): data already read keeps the timing it was given (order
+// is never broken), data read from now on gets the new toxics.
 func (p *Proxy) SetToxics(ts ...Toxic) error {
 	for _, t := range ts {
 		if err := t.Validate(); err != nil {
@@ -116,10 +117,17 @@ func (p *Proxy) SetToxics(ts ...Toxic) error {
 		}
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.toxics = append([]Toxic(nil), ts...)
+	// Installed here, under p.mu, rather than by each connection's watcher: a caller (an API
+	// client, a test) may rely on the toxics being in force once this returns. A connection
+	// registering concurrently waits for p.mu and then reads the new set.
+	for c := range p.conns {
+		c.install(newView(p.toxics))
+	}
+	// Wakes the watchers, which re-arm the connection-level toxics (reset, blackhole timeout).
 	close(p.changed)
 	p.changed = make(chan struct{})
-	p.mu.Unlock()
 	return nil
 }
 
@@ -227,9 +235,8 @@ func (p *Proxy) handle(client net.Conn) {
 	}
 	p.proxied.Add(1)
 	c := &conn{p: p, client: client, server: server, start: time.Now(), done: make(chan struct{}), viewCh: make(chan struct{})}
-	set, changed := p.current()
-	c.view.Store(newView(set))
-
+	// The view is drawn and the connection registered in one critical section with SetToxics,
+	// so a change is either seen here or installed by SetToxics, never missed.
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -237,6 +244,8 @@ func (p *Proxy) handle(client net.Conn) {
 		_ = server.Close()
 		return
 	}
+	c.view.Store(newView(p.toxics))
+	changed := p.changed
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
 
@@ -342,11 +351,9 @@ func (c *conn) watch(changed <-chan struct{}) {
 		case <-c.done:
 			return
 		case <-changed:
-			var set []Toxic
-			set, changed = c.p.current()
-			v := newView(set)
-			c.install(v)
-			arm(v, time.Now())
+			// SetToxics installed the new view already.
+			_, changed = c.p.current()
+			arm(c.view.Load(), time.Now())
 		case <-resetT.C:
 			c.shut(true)
 			return

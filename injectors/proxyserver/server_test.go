@@ -264,9 +264,7 @@ func TestRenewalKeepsEachConnectionsDraw(t *testing.T) {
 		wg.Wait()
 		return out
 	}
-	// Each open connection picks the new set up on its own goroutine just after SetToxics
-	// returns: one round first, so that "before" sees every connection's draw.
-	hit()
+	// SetToxics returns once every open connection has drawn: the first round already sees it.
 	before := hit()
 	count := 0
 	for _, h := range before {

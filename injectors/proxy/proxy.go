@@ -371,6 +371,7 @@ type link struct {
 	src, dst net.Conn
 
 	small   []byte        // the fast path's own read buffer
+	carry   []byte        // read by the fast path after the toxics changed: the slow path sends it
 	q       chan chunk    // to the writer; nil until the toxic path is first used
 	written chan struct{} // closed when the writer has finished
 }
@@ -408,7 +409,7 @@ func (l *link) run() {
 		}
 	}()
 	for {
-		if l.c.view.Load().link(l.dir) == nil {
+		if l.c.view.Load().link(l.dir) == nil && len(l.carry) == 0 {
 			if !l.flush() {
 				return
 			}
@@ -483,6 +484,15 @@ func (l *link) fast() bool {
 			err = os.NewSyscallError("read", rerr)
 		case n == 0:
 			err = io.EOF
+		case l.c.view.Load().link(l.dir) != nil:
+			// The toxics changed while this read was in flight: the deadline that wakes a blocked
+			// read can lose the race with data arriving, and the read then completes. The data
+			// came in after the change, so the slow path sends it, with the toxics.
+			l.carry = append(l.carry[:0], buf[:n]...)
+			if big != nil {
+				pool.Put(big)
+			}
+			return true
 		default:
 			_, err = l.dst.Write(buf[:n])
 			bulk = n == len(buf) || (bulk && n >= len(buf)/4)
@@ -544,10 +554,10 @@ func (l *link) slow() bool {
 	for {
 		changed := l.c.viewChanged()
 		lt := l.c.view.Load().link(l.dir)
-		if lt == nil {
+		if lt == nil && len(l.carry) == 0 {
 			return true
 		}
-		if lt.hold {
+		if lt != nil && lt.hold {
 			select {
 			case <-changed:
 				continue
@@ -555,23 +565,27 @@ func (l *link) slow() bool {
 				return false
 			}
 		}
-		b := l.c.p.bufs.Get().(*[]byte)
 		limit := bufSize
-		if lt.maxChunk > 0 {
+		if lt != nil && lt.maxChunk > 0 {
 			limit = lt.maxChunk
 		}
-		n, err := l.src.Read((*b)[:limit])
-		now := time.Now()
-		if n > 0 {
-			at := now
-			// The view may have changed while the read was blocked: time the data by the
-			// toxics in force when it arrived.
-			if cur := l.c.view.Load().link(l.dir); cur != nil {
-				for _, s := range cur.stages {
-					at = s.at(at, n)
+		if len(l.carry) > 0 {
+			// What the fast path read after the change goes first, in chunks as if read here.
+			for len(l.carry) > 0 {
+				b := l.c.p.bufs.Get().(*[]byte)
+				n := copy((*b)[:limit], l.carry)
+				l.carry = l.carry[n:]
+				if !l.send(b, n) {
+					return false
 				}
 			}
-			if !l.enqueue(chunk{kind: chunkData, buf: b, n: n, at: at}) {
+			l.carry = nil
+			continue
+		}
+		b := l.c.p.bufs.Get().(*[]byte)
+		n, err := l.src.Read((*b)[:limit])
+		if n > 0 {
+			if !l.send(b, n) {
 				return false
 			}
 		} else {
@@ -581,6 +595,18 @@ func (l *link) slow() bool {
 			return false
 		}
 	}
+}
+
+// send queues n bytes of b for the writer, timed by the toxics in force now: the view may have
+// changed while the read was blocked, and data is timed by the toxics of when it arrived.
+func (l *link) send(b *[]byte, n int) bool {
+	at := time.Now()
+	if cur := l.c.view.Load().link(l.dir); cur != nil {
+		for _, s := range cur.stages {
+			at = s.at(at, n)
+		}
+	}
+	return l.enqueue(chunk{kind: chunkData, buf: b, n: n, at: at})
 }
 
 func (l *link) enqueue(ch chunk) bool {

@@ -12,8 +12,9 @@
 // measured faster on loopback than splice(2) through a pipe). With toxics, a reader stamps each
 // chunk with the time it may leave (latency, bandwidth) and a writer releases the chunks in order
 // at those times, so a delayed stream keeps its throughput instead of paying the delay once per
-// chunk, and a chunk never overtakes an earlier one. Toxics are swapped atomically at run time;
-// open connections pick the new set up at once.
+// chunk, and a chunk never overtakes an earlier one. Toxics are swapped atomically at run time:
+// when SetToxics returns, every open connection has the new set, and data read from then on gets
+// it (a fast-path read that completes just after a change hands its data to the toxic path).
 //
 // # Transparent latency
 //

@@ -240,13 +240,19 @@ func (s *Server) expire(name, owner string, set *ownedSet, gen uint64) {
 	}
 }
 
-// applyLocked gives the proxy the union of its owners' toxics, oldest set first.
-func (s *Server) applyLocked(sv *served) error {
+// ordered lists the proxy's toxic sets oldest first: the order they apply in and are shown in.
+func (sv *served) ordered() []*ownedSet {
 	sets := make([]*ownedSet, 0, len(sv.sets))
 	for _, set := range sv.sets {
 		sets = append(sets, set)
 	}
 	slices.SortFunc(sets, func(a, b *ownedSet) int { return cmp.Compare(a.seq, b.seq) })
+	return sets
+}
+
+// applyLocked gives the proxy the union of its owners' toxics, oldest set first.
+func (s *Server) applyLocked(sv *served) error {
+	sets := sv.ordered()
 	var all []proxy.Toxic
 	for _, set := range sets {
 		all = append(all, set.toxics...)
@@ -286,11 +292,7 @@ func (s *Server) statusLocked(sv *served) ProxyStatus {
 		Name: sv.spec.Name, Listen: sv.spec.Listen, Upstream: sv.spec.Upstream, Toxics: []ToxicSet{},
 		Stats: Stats{Accepted: st.Accepted, Proxied: st.Proxied, DialErrors: st.DialErrors, Open: st.Open},
 	}
-	sets := make([]*ownedSet, 0, len(sv.sets))
-	for _, set := range sv.sets {
-		sets = append(sets, set)
-	}
-	slices.SortFunc(sets, func(a, b *ownedSet) int { return cmp.Compare(a.seq, b.seq) })
+	sets := sv.ordered()
 	for _, set := range sets {
 		ps.Toxics = append(ps.Toxics, ToxicSet{Owner: set.owner, ExpiresAt: set.expires, Toxics: slices.Clone(set.specs), Description: describe(set.toxics)})
 	}

@@ -4,21 +4,21 @@ package proxyserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/testenv/dashboard"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -462,19 +462,7 @@ func TestOpenRefusesBadProxies(t *testing.T) {
 // Every metric the shipped proxy dashboard queries exists in what the server exports, with the
 // proxy label the dashboard filters on.
 func TestDashboardQueriesExistingMetrics(t *testing.T) {
-	raw, err := os.ReadFile("../../deploy/grafana/faultline-proxies-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatalf("dashboard is not valid JSON: %v", err)
-	}
+	refs := dashboard.Refs(t, "../../deploy/grafana/faultline-proxies-dashboard.json")
 	f := newFixture(t, nil, "db")
 	if _, err := f.client.SetToxics(ctxT(t), "db", "o", []runbooks.ProxyToxic{latencyToxic("l", time.Millisecond, "")}, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -494,15 +482,11 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		}
 	}
 	checked := 0
-	for _, p := range dash.Panels {
-		for _, tg := range p.Targets {
-			for _, n := range regexp.MustCompile(`faultline_[a-z_]+`).FindAllString(tg.Expr, -1) {
-				if !have[n] {
-					t.Errorf("panel %q queries %s, which the proxy server does not export with a proxy label", p.Title, n)
-				}
-				checked++
-			}
+	for _, r := range refs {
+		if !have[r.Metric] {
+			t.Errorf("panel %q queries %s, which the proxy server does not export with a proxy label", r.Panel, r.Metric)
 		}
+		checked++
 	}
 	if checked < 8 {
 		t.Fatalf("only %d metric references found: the test is not reading the dashboard", checked)

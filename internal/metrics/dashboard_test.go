@@ -1,30 +1,16 @@
 package metrics
 
 import (
-	"encoding/json"
-	"os"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/testenv/dashboard"
 )
 
 // Every metric the shipped Grafana dashboard queries must exist in what faultline exports; a
 // renamed metric otherwise turns a panel silently empty.
 func TestDashboardQueriesExistingMetrics(t *testing.T) {
-	raw, err := os.ReadFile("../../deploy/grafana/faultline-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatalf("dashboard is not valid JSON: %v", err)
-	}
+	refs := dashboard.Refs(t, "../../deploy/grafana/faultline-dashboard.json")
 
 	m := New()
 	d := NewDaemon(m.Registry)
@@ -52,21 +38,12 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		have[f.GetName()] = true
 	}
 
-	name := regexp.MustCompile(`faultline_[a-z_]+`)
 	checked := 0
-	for _, p := range dash.Panels {
-		for _, tg := range p.Targets {
-			for _, n := range name.FindAllString(tg.Expr, -1) {
-				base := n
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					base = strings.TrimSuffix(base, suffix)
-				}
-				if !have[base] {
-					t.Errorf("panel %q queries %s, which faultline does not export", p.Title, n)
-				}
-				checked++
-			}
+	for _, r := range refs {
+		if !have[r.Base] {
+			t.Errorf("panel %q queries %s, which faultline does not export", r.Panel, r.Metric)
 		}
+		checked++
 	}
 	if checked < 10 {
 		t.Fatalf("only %d metric references found in the dashboard; the test is not reading it", checked)

@@ -7,13 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"io"
 	"net"
 	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 )
 
 // serve runs handler for every connection to a fresh loopback listener until the test ends.

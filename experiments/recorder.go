@@ -33,6 +33,13 @@ type Recording struct {
 	Recorder  string `json:"recorder"`
 	Recovered bool   `json:"recovered"`
 	Reason    string `json:"reason,omitempty"`
+	// Incomplete is true when the recorder could not see all it should have (its source was
+	// unreachable for part of the recording); Reason says what is missing. An incomplete
+	// recording never passes an objective silently.
+	Incomplete bool `json:"incomplete,omitempty"`
+	// Figures and Timelines are what objectives, reports and baseline comparisons read.
+	Figures   []Figure   `json:"figures,omitempty"`
+	Timelines []Timeline `json:"timelines,omitempty"`
 	// Data is the recorder's own document (timelines, per-workload times); see docs/results.md.
 	Data any `json:"data,omitempty"`
 }

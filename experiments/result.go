@@ -111,6 +111,11 @@ type ExperimentResult struct {
 	Hypothesis []GuardrailResult `json:"hypothesis,omitempty"`
 	Recovery   *RecoveryResult   `json:"recovery,omitempty"`
 	Recordings []Recording       `json:"recordings,omitempty"`
+	// Objectives are the runbook's recovery objectives judged against the recordings' figures
+	// (and the engine's own, such as time to detect); a failed one fails the experiment.
+	Objectives []ObjectiveResult `json:"objectives,omitempty"`
+	// Figures are the engine's own recovery figures (time to detect, error budget burned).
+	Figures []Figure `json:"figures,omitempty"`
 }
 
 // FaultResult records one fault's life.

@@ -81,6 +81,9 @@ type Event struct {
 	Time    time.Time `json:"time"`
 	Message string    `json:"message"`
 	Targets []string  `json:"targets,omitempty"`
+	// Subjects are Targets in structured form, for the recorders (e.g. the pods an interval
+	// podKill deleted in a later round).
+	Subjects []Target `json:"subjects,omitempty"`
 }
 
 // Registry maps kinds to injectors. It is built once, by the command, from the injectors compiled

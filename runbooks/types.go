@@ -54,6 +54,8 @@ type Experiment struct {
 	Hypothesis  []Guardrail `yaml:"hypothesis,omitempty" json:"hypothesis,omitempty" doc:"Checks that should hold while the faults are active. A deviation fails the experiment (exit 1) but does not halt it."`
 	Recovery    *Recovery   `yaml:"recovery,omitempty" json:"recovery,omitempty" doc:"What must be true again after the faults are reverted."`
 	PauseAfter  Duration    `yaml:"pauseAfter,omitempty" json:"pauseAfter,omitempty" doc:"Wait this long before the next experiment."`
+	Record      *Record     `yaml:"record,omitempty" json:"record,omitempty" doc:"What to record besides the workloads the faults touch: autoscalers and circuit breakers."`
+	Objectives  *Objectives `yaml:"objectives,omitempty" json:"objectives,omitempty" doc:"Recovery objectives judged from the recordings; a missed one fails the experiment (exit 1)."`
 }
 
 // Recovery is the objective after revert: the guardrails hold again within a window.

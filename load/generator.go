@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -16,6 +17,9 @@ import (
 
 // maxWindow is how far back the sliding window reaches: the longest guardrail window allowed.
 const maxWindow = time.Minute
+
+// stopGrace is how long Stop lets requests in flight finish before abandoning them.
+const stopGrace = time.Second
 
 // seriesStep is the resolution of the time series kept for the result document.
 const seriesStep = time.Second
@@ -50,11 +54,13 @@ type Generator struct {
 	obs     Observer
 	log     *slog.Logger
 
-	win     *window
-	started time.Time
+	win      *window
+	inflight *inflight
+	started  time.Time
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	reqCancel context.CancelFunc
+	done      chan struct{}
 
 	mu       sync.Mutex
 	series   []Point
@@ -99,7 +105,7 @@ func New(spec runbooks.LoadSpec, o Options) (*Generator, error) {
 		log = slog.Default()
 	}
 	return &Generator{name: o.Name, spec: spec, success: succ, pacer: p, obs: o.Observer, log: log.With("load", o.Name),
-		win: newWindow(maxWindow), codes: map[uint16]int64{}}, nil
+		win: newWindow(maxWindow), inflight: newInflight(), codes: map[uint16]int64{}}, nil
 }
 
 // Start checks that every target answers (a transport error is an *UnreachableError; any HTTP
@@ -134,9 +140,21 @@ func (g *Generator) Start(ctx context.Context) error {
 	if conns == 0 {
 		conns = runbooks.DefaultLoadConnections
 	}
-	g.attacker = vegeta.NewAttacker(vegeta.Workers(workers), vegeta.MaxWorkers(maxWorkers), vegeta.Connections(conns),
-		vegeta.MaxConnections(int(maxWorkers)), vegeta.Timeout(g.spec.Timeout.D()), vegeta.KeepAlive(true), vegeta.MaxBody(0),
-		vegeta.Redirects(vegeta.NoFollow))
+	// faultline's own client rather than vegeta's default: no proxy from the environment (load
+	// goes where the runbook says, nowhere else), no redirects followed (a 302 is judged as 302),
+	// and every request tracked while in flight.
+	reqCtx, reqCancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.reqCancel = reqCancel
+	dialer := &net.Dialer{Timeout: g.spec.Timeout.D(), KeepAlive: 30 * time.Second}
+	client := &http.Client{
+		Timeout: g.spec.Timeout.D(),
+		Transport: trackingTransport{f: g.inflight, ctx: reqCtx, base: &http.Transport{
+			DialContext: dialer.DialContext, MaxIdleConnsPerHost: conns, MaxConnsPerHost: int(maxWorkers),
+			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: g.spec.Timeout.D(),
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	g.attacker = vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(workers), vegeta.MaxWorkers(maxWorkers), vegeta.MaxBody(0))
 	actx, cancel := context.WithCancel(ctx)
 	g.cancel, g.done = cancel, make(chan struct{})
 	g.started = time.Now()
@@ -159,7 +177,9 @@ func (g *Generator) reach(ctx context.Context, t vegeta.Target) error {
 	if err != nil {
 		return fmt.Errorf("load target %s: %w", t.URL, err)
 	}
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	client := &http.Client{Transport: &http.Transport{}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req.WithContext(ctx))
 	if err != nil {
 		return &UnreachableError{URL: t.URL, Err: err}
 	}
@@ -209,9 +229,11 @@ func (g *Generator) sample(ctx context.Context) {
 	}
 }
 
-// Snapshot returns the figures over the last d (at most a minute).
+// Snapshot returns the figures over the last d (at most a minute), with the requests still in
+// flight counted at their age in the latency quantiles (see inflight).
 func (g *Generator) Snapshot(d time.Duration) Stats {
-	return g.win.stats(time.Now(), min(d, maxWindow), g.started)
+	now := time.Now()
+	return g.win.stats(now, min(d, maxWindow), g.started, g.inflight.ages(now)...)
 }
 
 // Started is when the traffic began.
@@ -247,6 +269,18 @@ func (g *Generator) Stop(ctx context.Context) *Summary {
 		default:
 		}
 		g.cancel()
+		// Requests in flight get a moment to be answered and counted; then they are abandoned,
+		// so that a hanging target cannot hold the run for a whole request timeout.
+		grace := time.NewTimer(min(stopGrace, g.spec.Timeout.D()))
+		select {
+		case <-g.done:
+		case <-grace.C:
+			g.reqCancel()
+			why += "; requests still in flight were abandoned"
+		case <-ctx.Done():
+		}
+		grace.Stop()
+		g.reqCancel()
 		select {
 		case <-g.done:
 		case <-ctx.Done():

@@ -265,3 +265,27 @@ func TestWindowQuantilesAndSpan(t *testing.T) {
 		t.Fatalf("window = %s, want the load's 1s life", s.Window)
 	}
 }
+
+// A target that stops answering is seen through the requests waiting on it, long before any of
+// them times out.
+func TestHangingTargetIsSeenBeforeItsRequestsTimeOut(t *testing.T) {
+	srv := startServer(t)
+	s := spec(srv.URL, 100)
+	s.Timeout = runbooks.Duration(20 * time.Second)
+	g := startGen(t, s)
+	pr := loadProbe(t, g, runbooks.LoadProbe{P95: &runbooks.LoadLatencyLimit{Max: runbooks.Duration(300 * time.Millisecond)},
+		Window: runbooks.Duration(5 * time.Second)})
+	if err := g.WaitRequests(context.Background(), 50, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	srv.delay.Store(int64(time.Minute))
+	hung := time.Now()
+	local.WaitFor(t, 15*time.Second, "the p95 guardrail to fail on a hanging target", func() bool {
+		obs, err := pr.Check(context.Background())
+		return err == nil && !obs.Pass
+	})
+	if took := time.Since(hung); took > 10*time.Second {
+		t.Fatalf("a hang was noticed after %s; the requests' timeout is 20s and the limit 300ms", took)
+	}
+	t.Logf("hang noticed after %s", time.Since(hung).Round(time.Millisecond))
+}

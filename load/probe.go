@@ -128,9 +128,9 @@ func (p *probe) Check(_ context.Context) (safety.Observation, error) {
 		return safety.Observation{}, ErrNoLoad
 	}
 	s := g.Snapshot(p.window)
-	if s.Requests < p.minReq {
-		return safety.Observation{Time: time.Now()}, fmt.Errorf("only %d requests completed in the last %s (minRequests %d): the target may be hanging",
-			s.Requests, s.Window.Round(time.Millisecond), p.minReq)
+	if s.Requests+s.InFlight < p.minReq {
+		return safety.Observation{Time: time.Now()}, fmt.Errorf("only %d requests completed in the last %s and %d in flight (minRequests %d)",
+			s.Requests, s.Window.Round(time.Millisecond), s.InFlight, p.minReq)
 	}
 	obs := safety.Observation{Time: time.Now(), Pass: true}
 	var details []string
@@ -147,5 +147,8 @@ func (p *probe) Check(_ context.Context) (safety.Observation, error) {
 		}
 	}
 	obs.Detail = fmt.Sprintf("%s over %d requests in %s", strings.Join(details, ", "), s.Requests, s.Window.Round(time.Millisecond))
+	if s.InFlight > 0 {
+		obs.Detail += fmt.Sprintf(" and %d in flight", s.InFlight)
+	}
 	return obs, nil
 }

@@ -75,21 +75,24 @@ func (w *window) trim(now time.Time) {
 // Stats are the figures of the requests that completed within a window.
 type Stats struct {
 	// Window is the span the figures cover; shorter than asked while the load is young.
-	Window     time.Duration  `json:"window"`
-	Requests   int            `json:"requests"`
-	Errors     int            `json:"errors"`
-	ErrorRatio float64        `json:"errorRatio"`
-	Throughput float64        `json:"throughput"` // completed requests per second
-	P50        time.Duration  `json:"p50"`
-	P95        time.Duration  `json:"p95"`
-	P99        time.Duration  `json:"p99"`
-	Max        time.Duration  `json:"max"`
-	Codes      map[uint16]int `json:"codes,omitempty"` // 0 is a transport error or timeout
+	Window     time.Duration `json:"window"`
+	Requests   int           `json:"requests"`
+	Errors     int           `json:"errors"`
+	ErrorRatio float64       `json:"errorRatio"`
+	Throughput float64       `json:"throughput"` // completed requests per second
+	P50        time.Duration `json:"p50"`
+	P95        time.Duration `json:"p95"`
+	P99        time.Duration `json:"p99"`
+	Max        time.Duration `json:"max"`
+	// InFlight requests were sent and not yet answered; they are in the quantiles at their age.
+	InFlight int            `json:"inFlight,omitempty"`
+	Codes    map[uint16]int `json:"codes,omitempty"` // 0 is a transport error or timeout
 }
 
 // stats computes the figures over the last d before now, not reaching back before since (when
-// the load started), so that a young load is not judged over time it did not run.
-func (w *window) stats(now time.Time, d time.Duration, since time.Time) Stats {
+// the load started), so that a young load is not judged over time it did not run. The ages of
+// requests in flight join the latencies.
+func (w *window) stats(now time.Time, d time.Duration, since time.Time, inflight ...time.Duration) Stats {
 	from := now.Add(-d)
 	if from.Before(since) {
 		from = since
@@ -111,6 +114,8 @@ func (w *window) stats(now time.Time, d time.Duration, since time.Time) Stats {
 		lat = append(lat, b.lat...)
 	}
 	w.mu.Unlock()
+	s.InFlight = len(inflight)
+	lat = append(lat, inflight...)
 	if s.Requests > 0 {
 		s.ErrorRatio = float64(s.Errors) / float64(s.Requests)
 	}

@@ -108,6 +108,7 @@ type statusLine struct {
 	guards     map[string]string
 	order      []string
 	lastDraw   time.Time
+	closed     bool
 }
 
 func newStatusLine(w io.Writer) *statusLine {
@@ -121,6 +122,9 @@ func newStatusLine(w io.Writer) *statusLine {
 func (s *statusLine) update(p experiments.Progress) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
 	if p.Guardrail != "" && p.Obs != nil {
 		if _, ok := s.guards[p.Guardrail]; !ok {
 			s.order = append(s.order, p.Guardrail)
@@ -152,8 +156,17 @@ func (s *statusLine) update(p experiments.Progress) {
 	fmt.Fprintf(s.w, "\r\033[K%s", line)
 }
 
+// done clears the line for good. The summary is printed right after it, so it must be called
+// when the run returns (not deferred to the end of the command), or the summary starts in the
+// middle of the last status line. Safe to call twice; later updates draw nothing.
 func (s *statusLine) done() {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fmt.Fprint(s.w, "\r\033[K")
+	if !s.closed {
+		fmt.Fprint(s.w, "\r\033[K")
+	}
+	s.closed = true
 }

@@ -30,7 +30,9 @@ func printLoad(w io.Writer, s *load.Summary) {
 			}
 			return 0
 		})
-		sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)).Round(100 * time.Microsecond) }
+		sec := func(v float64) time.Duration {
+			return time.Duration(v * float64(time.Second)).Round(100 * time.Microsecond)
+		}
 		fmt.Fprintf(w, "    worst second %s: p50 %s, p95 %s, p99 %s, errors %.1f%%\n", worst.T.Format("15:04:05"),
 			sec(worst.P50), sec(worst.P95), sec(worst.P99), 100*worst.ErrorRatio)
 	}

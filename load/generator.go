@@ -209,6 +209,7 @@ func (g *Generator) consume(results <-chan *vegeta.Result) {
 func (g *Generator) sample(ctx context.Context) {
 	t := time.NewTicker(seriesStep)
 	defer t.Stop()
+	var lastSent uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -217,8 +218,10 @@ func (g *Generator) sample(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s := g.win.stats(now, seriesStep, g.started)
-			p := Point{T: now, Requested: g.pacer.Rate(now.Sub(g.started)), Throughput: s.Throughput, P50: s.P50.Seconds(),
-				P95: s.P95.Seconds(), P99: s.P99.Seconds(), ErrorRatio: s.ErrorRatio, Requests: s.Requests}
+			sent := g.inflight.sent()
+			p := Point{T: now, Requested: g.pacer.Rate(now.Sub(g.started)), Sent: float64(sent-lastSent) / seriesStep.Seconds(),
+				Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), ErrorRatio: s.ErrorRatio, Requests: s.Requests}
+			lastSent = sent
 			g.mu.Lock()
 			g.series = append(g.series, p)
 			g.mu.Unlock()

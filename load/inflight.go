@@ -13,7 +13,7 @@ import (
 // bound of its latency). Without this a load guardrail notices a hang one timeout late.
 type inflight struct {
 	mu     sync.Mutex
-	next   uint64
+	next   uint64 // also the count of requests sent so far
 	starts map[uint64]time.Time
 }
 
@@ -31,6 +31,13 @@ func (f *inflight) done(id uint64) {
 	f.mu.Lock()
 	delete(f.starts, id)
 	f.mu.Unlock()
+}
+
+// sent is how many requests have been sent so far.
+func (f *inflight) sent() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.next
 }
 
 // ages returns how long each request in flight has been waiting at now.

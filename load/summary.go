@@ -10,6 +10,7 @@ import (
 type Point struct {
 	T          time.Time `json:"t"`
 	Requested  float64   `json:"requested"`  // requests per second asked for at T
+	Sent       float64   `json:"sent"`       // requests per second sent in the second before T
 	Throughput float64   `json:"throughput"` // requests per second completed in the second before T
 	P50        float64   `json:"p50"`        // seconds
 	P95        float64   `json:"p95"`
@@ -24,9 +25,13 @@ type Summary struct {
 	StartedAt time.Time `json:"startedAt"`
 	StoppedAt time.Time `json:"stoppedAt"`
 	Stopped   string    `json:"stopped"`
-	Requests  int64     `json:"requests"`
-	Errors    int64     `json:"errors"`
-	// Requested and Achieved are mean rates over the load's life, requests per second. When
+	// Sent counts requests sent; Requests those that completed (answered, failed or timed out);
+	// the difference was abandoned in flight when the load stopped.
+	Sent     int64 `json:"sent"`
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"`
+	// Requested and Achieved are mean rates over the load's life, requests per second, Achieved
+	// counting requests sent (the rate offered to the target, whatever it did with them). When
 	// Achieved falls short, RateShortfall says so: a rate the machine could not produce is
 	// reported, never silently lowered.
 	Requested     float64          `json:"requested"`
@@ -38,22 +43,17 @@ type Summary struct {
 
 // summarize builds the summary; called with mu held, after the traffic stopped.
 func (g *Generator) summarize() *Summary {
-	s := &Summary{Name: g.name, StartedAt: g.started, StoppedAt: g.stopped, Stopped: g.stopWhy, Requests: g.total,
-		Errors: g.errs, Codes: map[string]int64{}, Series: slices.Clone(g.series)}
+	s := &Summary{Name: g.name, StartedAt: g.started, StoppedAt: g.stopped, Stopped: g.stopWhy, Sent: int64(g.inflight.sent()),
+		Requests: g.total, Errors: g.errs, Codes: map[string]int64{}, Series: slices.Clone(g.series)}
 	for c, n := range g.codes {
 		s.Codes[fmt.Sprint(c)] = n
 	}
 	life := g.stopped.Sub(g.started)
 	if life > 0 {
 		s.Requested = min(g.pacer.expected(life), float64(g.pacer.max)) / life.Seconds()
-		s.Achieved = float64(g.total) / life.Seconds()
+		s.Achieved = float64(s.Sent) / life.Seconds()
 	}
-	// In-flight requests at the stop and the last partial second make a few percent of noise
-	// on a short load; below 95 % of what was asked is a real shortfall.
-	if s.Requested > 0 && s.Achieved < 0.95*s.Requested {
-		s.RateShortfall = fmt.Sprintf("achieved %.1f/s of the %.1f/s requested (%.0f%%): the machine or maxWorkers could not keep up",
-			s.Achieved, s.Requested, 100*s.Achieved/s.Requested)
-	}
+	s.RateShortfall = shortfall(s.Achieved, s.Requested)
 	return s
 }
 
@@ -72,15 +72,27 @@ func (s *Summary) Between(from, to time.Time) []Point {
 // its series points and the totals counted from them.
 func (s *Summary) Slice(from, to time.Time) *Summary {
 	out := &Summary{Name: s.Name, StartedAt: from, StoppedAt: to, Stopped: "runbook load continues", Series: s.Between(from, to), Codes: nil}
-	var req, thr float64
+	var req, sent float64
 	for _, p := range out.Series {
 		out.Requests += int64(p.Requests)
 		out.Errors += int64(float64(p.Requests)*p.ErrorRatio + 0.5)
 		req += p.Requested
-		thr += p.Throughput
+		sent += p.Sent
 	}
 	if n := float64(len(out.Series)); n > 0 {
-		out.Requested, out.Achieved = req/n, thr/n
+		out.Requested, out.Achieved = req/n, sent/n
+		out.Sent = int64(sent*seriesStep.Seconds() + 0.5)
 	}
+	out.RateShortfall = shortfall(out.Achieved, out.Requested)
 	return out
+}
+
+// shortfall words a sent rate below 95 % of the requested one (the last partial second makes a
+// few percent of noise on a short load).
+func shortfall(achieved, requested float64) string {
+	if requested <= 0 || achieved >= 0.95*requested {
+		return ""
+	}
+	return fmt.Sprintf("sent %.1f/s of the %.1f/s requested (%.0f%%): the machine or maxWorkers could not keep up",
+		achieved, requested, 100*achieved/requested)
 }

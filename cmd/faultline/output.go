@@ -88,6 +88,10 @@ func printResult(w io.Writer, r *experiments.Result) {
 			}
 		}
 	}
+	if r.Load != nil {
+		fmt.Fprintln(w, "\nthe whole run:")
+		printLoad(w, r.Load)
+	}
 	if r.Halt != nil && r.Halt.LastRevertedAt != nil {
 		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(10*time.Microsecond))
 	}

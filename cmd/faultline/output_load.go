@@ -19,7 +19,7 @@ func printLoad(w io.Writer, s *load.Summary) {
 	if s.Requests > 0 {
 		ratio = float64(s.Errors) / float64(s.Requests)
 	}
-	fmt.Fprintf(w, "  load %s: %d requests, %.1f/s of %.1f/s requested, errors %.2f%%\n", s.Name, s.Requests, s.Achieved, s.Requested, 100*ratio)
+	fmt.Fprintf(w, "  load %s: %d requests completed, sent at %.1f/s of %.1f/s requested, errors %.2f%%\n", s.Name, s.Requests, s.Achieved, s.Requested, 100*ratio)
 	if len(s.Series) > 0 {
 		worst := slices.MaxFunc(s.Series, func(a, b load.Point) int {
 			if a.P95 < b.P95 {

@@ -219,7 +219,11 @@ func (g *Generator) sample(ctx context.Context) {
 		case now := <-t.C:
 			s := g.win.stats(now, seriesStep, g.started)
 			sent := g.inflight.sent()
-			p := Point{T: now, Requested: g.pacer.Rate(now.Sub(g.started)), Sent: float64(sent-lastSent) / seriesStep.Seconds(),
+			// Requested is the mean over the same second as Sent, not the rate at its end, which on a
+			// ramp would run ahead of what was due.
+			el := now.Sub(g.started)
+			req := g.pacer.expected(el) - g.pacer.expected(max(0, el-seriesStep))
+			p := Point{T: now, Requested: req / seriesStep.Seconds(), Sent: float64(sent-lastSent) / seriesStep.Seconds(),
 				Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), ErrorRatio: s.ErrorRatio, Requests: s.Requests}
 			lastSent = sent
 			g.mu.Lock()

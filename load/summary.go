@@ -9,7 +9,7 @@ import (
 // Point is one second of the load, for the result document and the reports.
 type Point struct {
 	T          time.Time `json:"t"`
-	Requested  float64   `json:"requested"`  // requests per second asked for at T
+	Requested  float64   `json:"requested"`  // requests per second asked for in the second before T
 	Sent       float64   `json:"sent"`       // requests per second sent in the second before T
 	Throughput float64   `json:"throughput"` // requests per second completed in the second before T
 	P50        float64   `json:"p50"`        // seconds
@@ -83,7 +83,10 @@ func (s *Summary) Slice(from, to time.Time) *Summary {
 		out.Requested, out.Achieved = req/n, sent/n
 		out.Sent = int64(sent*seriesStep.Seconds() + 0.5)
 	}
-	out.RateShortfall = shortfall(out.Achieved, out.Requested)
+	// A few seconds of series cannot tell a shortfall from the stop's partial second.
+	if len(out.Series) >= 5 {
+		out.RateShortfall = shortfall(out.Achieved, out.Requested)
+	}
 	return out
 }
 

@@ -63,7 +63,7 @@ type Generator struct {
 	done      chan struct{}
 
 	mu       sync.Mutex
-	series   []Point
+	series   []SeriesPoint
 	total    int64
 	errs     int64
 	codes    map[uint16]int64
@@ -223,7 +223,7 @@ func (g *Generator) sample(ctx context.Context) {
 			// ramp would run ahead of what was due.
 			el := now.Sub(g.started)
 			req := g.pacer.expected(el) - g.pacer.expected(max(0, el-seriesStep))
-			p := Point{T: now, Requested: req / seriesStep.Seconds(), Sent: float64(sent-lastSent) / seriesStep.Seconds(),
+			p := SeriesPoint{T: now, Requested: req / seriesStep.Seconds(), Sent: float64(sent-lastSent) / seriesStep.Seconds(),
 				Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), ErrorRatio: s.ErrorRatio, Requests: s.Requests}
 			lastSent = sent
 			g.mu.Lock()

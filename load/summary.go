@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// Point is one second of the load, for the result document and the reports.
-type Point struct {
+// SeriesPoint is one second of the load, for the result document and the reports.
+type SeriesPoint struct {
 	T          time.Time `json:"t"`
 	Requested  float64   `json:"requested"`  // requests per second asked for in the second before T
 	Sent       float64   `json:"sent"`       // requests per second sent in the second before T
@@ -38,7 +38,7 @@ type Summary struct {
 	Achieved      float64          `json:"achieved"`
 	RateShortfall string           `json:"rateShortfall,omitempty"`
 	Codes         map[string]int64 `json:"codes,omitempty"` // "0" is a transport error or timeout
-	Series        []Point          `json:"series,omitempty"`
+	Series        []SeriesPoint    `json:"series,omitempty"`
 }
 
 // summarize builds the summary; called with mu held, after the traffic stopped.
@@ -58,8 +58,8 @@ func (g *Generator) summarize() *Summary {
 }
 
 // Between returns the series points within [from, to] (an experiment's part of a runbook's load).
-func (s *Summary) Between(from, to time.Time) []Point {
-	var out []Point
+func (s *Summary) Between(from, to time.Time) []SeriesPoint {
+	var out []SeriesPoint
 	for _, p := range s.Series {
 		if !p.T.Before(from) && !p.T.After(to) {
 			out = append(out, p)

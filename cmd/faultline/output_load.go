@@ -21,7 +21,7 @@ func printLoad(w io.Writer, s *load.Summary) {
 	}
 	fmt.Fprintf(w, "  load %s: %d requests completed, sent at %.1f/s of %.1f/s requested, errors %.2f%%\n", s.Name, s.Requests, s.Achieved, s.Requested, 100*ratio)
 	if len(s.Series) > 0 {
-		worst := slices.MaxFunc(s.Series, func(a, b load.Point) int {
+		worst := slices.MaxFunc(s.Series, func(a, b load.SeriesPoint) int {
 			if a.P95 < b.P95 {
 				return -1
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/metrics"
+	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -106,13 +107,15 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 			return fail(classify(err), fmt.Errorf("preflight: %w", err))
 		}
 	}
-	guards, err := safety.Compile(rb.Guardrails, e.Probes, e.ProbeEnv)
+	hub := &load.Hub{}
+	penv := e.probeEnvFor(hub)
+	guards, err := safety.Compile(rb.Guardrails, e.Probes, penv)
 	if err != nil {
 		return fail(Refused, err)
 	}
 	hyps := make([][]*safety.Guardrail, len(rb.Experiments))
 	for i, x := range rb.Experiments {
-		if hyps[i], err = safety.Compile(x.Hypothesis, e.Probes, e.ProbeEnv); err != nil {
+		if hyps[i], err = safety.Compile(x.Hypothesis, e.Probes, penv); err != nil {
 			return fail(Refused, fmt.Errorf("experiment %q: %w", x.Name, err))
 		}
 	}
@@ -137,9 +140,23 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 		res.Verdict = DryRun
 		return res
 	}
+	if rb.Load != nil {
+		g, v, err := e.startLoad(ctx, rb.Metadata.Name, *rb.Load, hub)
+		if err != nil {
+			return fail(*v, err)
+		}
+		defer func() {
+			res.Load = e.stopLoad(g, hub)
+			for i := range res.Experiments {
+				if res.Experiments[i].Load == nil {
+					res.Experiments[i].Load = res.Load.Slice(res.Experiments[i].StartedAt, res.Experiments[i].EndedAt)
+				}
+			}
+		}()
+	}
 	for i := range rb.Experiments {
 		x := &rb.Experiments[i]
-		er := e.runExperiment(ctx, log, x, env, guards, hyps[i], res)
+		er := e.runExperiment(ctx, log, x, env, guards, hyps[i], res, hub)
 		res.Experiments = append(res.Experiments, er)
 		e.Metrics.Experiment(string(er.Verdict))
 		res.Verdict = Worse(res.Verdict, er.Verdict)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -25,7 +26,7 @@ type live struct {
 }
 
 func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, env injectors.Env,
-	guards, hyps []*safety.Guardrail, run *Result) (er ExperimentResult) {
+	guards, hyps []*safety.Guardrail, run *Result, hub *load.Hub) (er ExperimentResult) {
 	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
 	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
 	log = log.With("experiment", x.Name)
@@ -57,6 +58,13 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		return end(classify(err), "%v", err)
 	}
 
+	if x.Load != nil {
+		g, v, err := e.startLoad(ctx, x.Name, *x.Load, hub)
+		if err != nil {
+			return end(*v, "%v", err)
+		}
+		defer func() { er.Load = e.stopLoad(g, hub) }()
+	}
 	e.progress(Progress{Phase: "steady-state", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
 	okG := safety.CheckAll(ctx, guards, glog.observer("steady-state"))
 	okH := safety.CheckAll(ctx, hyps, hlog.observer("steady-state"))

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -82,6 +83,8 @@ type Result struct {
 	EndedAt     time.Time          `json:"endedAt"`
 	Halt        *Halt              `json:"halt,omitempty"`
 	Experiments []ExperimentResult `json:"experiments"`
+	// Load is the runbook's load (load:), with its per-second series.
+	Load *load.Summary `json:"load,omitempty"`
 	// Plan is set by --dry-run: exactly what would be touched, resolved against the live system now.
 	Plan []PlannedExperiment `json:"plan,omitempty"`
 }
@@ -111,6 +114,8 @@ type ExperimentResult struct {
 	Hypothesis []GuardrailResult `json:"hypothesis,omitempty"`
 	Recovery   *RecoveryResult   `json:"recovery,omitempty"`
 	Recordings []Recording       `json:"recordings,omitempty"`
+	// Load is the experiment's own load, or its span of the runbook's.
+	Load *load.Summary `json:"load,omitempty"`
 	// Objectives are the runbook's recovery objectives judged against the recordings' figures
 	// (and the engine's own, such as time to detect); a failed one fails the experiment.
 	Objectives []ObjectiveResult `json:"objectives,omitempty"`

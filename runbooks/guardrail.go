@@ -13,6 +13,8 @@ type Guardrail struct {
 	Prometheus *PrometheusProbe `yaml:"prometheus,omitempty" json:"prometheus,omitempty" probe:"prometheus"`
 
 	Kubernetes *KubernetesProbe `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty" probe:"kubernetes"`
+
+	Load *LoadProbe `yaml:"load,omitempty" json:"load,omitempty" probe:"load" doc:"Client-side figures of the runbook's own load (latency quantiles, error ratio) over a sliding window."`
 }
 
 // ProbeKind names the probe that is set, or "".

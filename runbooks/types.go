@@ -13,6 +13,7 @@ type Runbook struct {
 	Environment Environment  `yaml:"environment" json:"environment" doc:"The environment this runbook is allowed to touch; anything else is refused before a fault is applied."`
 	Policy      Policy       `yaml:"policy,omitempty" json:"policy,omitempty" doc:"Limits on what the faults may touch (blast radius)."`
 	Guardrails  []Guardrail  `yaml:"guardrails,omitempty" json:"guardrails,omitempty" doc:"SLO checks that must hold before injection (steady state), are watched during it (a breach halts and reverts everything) and must hold again after it."`
+	Load        *LoadSpec    `yaml:"load,omitempty" json:"load,omitempty" doc:"HTTP load faultline drives from before the first steady-state check to the end of the last experiment's recovery window."`
 	Experiments []Experiment `yaml:"experiments" json:"experiments" doc:"Run in order; a halted or not-started experiment stops the game day."`
 }
 
@@ -55,6 +56,7 @@ type Experiment struct {
 	Recovery    *Recovery   `yaml:"recovery,omitempty" json:"recovery,omitempty" doc:"What must be true again after the faults are reverted."`
 	PauseAfter  Duration    `yaml:"pauseAfter,omitempty" json:"pauseAfter,omitempty" doc:"Wait this long before the next experiment."`
 	Record      *Record     `yaml:"record,omitempty" json:"record,omitempty" doc:"What to record besides the workloads the faults touch: autoscalers and circuit breakers."`
+	Load        *LoadSpec   `yaml:"load,omitempty" json:"load,omitempty" doc:"HTTP load for this experiment only (from its steady-state check to the end of its recovery window), instead of the runbook's."`
 	Objectives  *Objectives `yaml:"objectives,omitempty" json:"objectives,omitempty" doc:"Recovery objectives judged from the recordings; a missed one fails the experiment (exit 1)."`
 }
 

@@ -50,6 +50,10 @@ func (r *Runbook) Validate() *Validator {
 		v.Errorf("policy.maxTargets", "must not be negative")
 	}
 	validateGuardrails(v, "guardrails", r.Guardrails)
+	if r.Load != nil {
+		r.Load.validate(v, "load")
+	}
+	r.validateLoadGuardrails(v)
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
 	if len(r.Experiments) == 0 {
 		v.Errorf("experiments", "at least one experiment is required")
@@ -84,6 +88,9 @@ func (r *Runbook) Validate() *Validator {
 			faultNames[f.Name] = true
 		}
 		validateGuardrails(v, p+".hypothesis", e.Hypothesis)
+		if e.Load != nil {
+			e.Load.validate(v, p+".load")
+		}
 		if e.Recovery != nil && e.Recovery.Within <= 0 {
 			v.Errorf(p+".recovery.within", "is required and must be positive, e.g. 60s")
 		}

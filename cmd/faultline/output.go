@@ -79,6 +79,7 @@ func printResult(w io.Writer, r *experiments.Result) {
 			}
 			fmt.Fprintln(w)
 		}
+		printLoad(w, x.Load)
 		if x.Recovery != nil {
 			if x.Recovery.Recovered {
 				fmt.Fprintf(w, "  recovered in %s (objective %s)\n", x.Recovery.TimeToRecover, x.Recovery.Within)
@@ -86,6 +87,10 @@ func printResult(w io.Writer, r *experiments.Result) {
 				fmt.Fprintf(w, "  did NOT recover within %s\n", x.Recovery.Within)
 			}
 		}
+	}
+	if r.Load != nil {
+		fmt.Fprintln(w, "\nthe whole run:")
+		printLoad(w, r.Load)
 	}
 	if r.Halt != nil && r.Halt.LastRevertedAt != nil {
 		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(10*time.Microsecond))
@@ -107,6 +112,7 @@ type statusLine struct {
 	guards     map[string]string
 	order      []string
 	lastDraw   time.Time
+	closed     bool
 }
 
 func newStatusLine(w io.Writer) *statusLine {
@@ -120,6 +126,9 @@ func newStatusLine(w io.Writer) *statusLine {
 func (s *statusLine) update(p experiments.Progress) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
 	if p.Guardrail != "" && p.Obs != nil {
 		if _, ok := s.guards[p.Guardrail]; !ok {
 			s.order = append(s.order, p.Guardrail)
@@ -151,8 +160,17 @@ func (s *statusLine) update(p experiments.Progress) {
 	fmt.Fprintf(s.w, "\r\033[K%s", line)
 }
 
+// done clears the line for good. The summary is printed right after it, so it must be called
+// when the run returns (not deferred to the end of the command), or the summary starts in the
+// middle of the last status line. Safe to call twice; later updates draw nothing.
 func (s *statusLine) done() {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fmt.Fprint(s.w, "\r\033[K")
+	if !s.closed {
+		fmt.Fprint(s.w, "\r\033[K")
+	}
+	s.closed = true
 }

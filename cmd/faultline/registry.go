@@ -9,6 +9,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
+	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -29,5 +30,7 @@ func registry() (*injectors.Registry, error) {
 
 // probes lists every guardrail probe compiled into this build.
 func probes(log *slog.Logger) (safety.Probes, safety.ProbeEnv) {
-	return safety.DefaultProbes(), safety.ProbeEnv{Logger: log}
+	p := safety.DefaultProbes()
+	p[load.ProbeKind] = load.NewProbe
+	return p, safety.ProbeEnv{Logger: log}
 }

@@ -24,6 +24,7 @@ type Metrics struct {
 	revertFailures    *prometheus.CounterVec
 	lastEvaluation    *prometheus.GaugeVec
 	failing           *prometheus.GaugeVec
+	load              loadCollectors
 }
 
 // New registers faultline's collectors (and the Go/process collectors) on a fresh registry.
@@ -71,6 +72,7 @@ func New() *Metrics {
 			Name: "faultline_guardrail_failing",
 			Help: "1 when the guardrail's latest evaluation failed or could not see its source (error), else 0.",
 		}, []string{"guardrail", "kind"}),
+		load: newLoadCollectors(),
 	}
 	// Every verdict (experiments.Verdict) exists at 0 from the start, so that rate() and increase()
 	// see the first experiment of each verdict.
@@ -82,6 +84,7 @@ func New() *Metrics {
 		m.lastEvaluation, m.failing,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
+	m.Registry.MustRegister(m.load.all()...)
 	return m
 }
 

@@ -18,10 +18,11 @@ import (
 
 // live is a fault that has a ledger entry (and so must be reverted, applied or not).
 type live struct {
-	p     prepared
-	entry *safety.Entry
-	res   *FaultResult
-	mu    sync.Mutex // guards entry.Record, updated by the injector's Recorder
+	p       prepared
+	entry   *safety.Entry
+	res     *FaultResult
+	applied AppliedFault // what the recorders were told; set once Apply returned
+	mu      sync.Mutex   // guards entry.Record, updated by the injector's Recorder
 }
 
 func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, env injectors.Env,
@@ -120,6 +121,11 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 					l.mu.Lock()
 					l.res.Events = append(l.res.Events, ev)
 					l.mu.Unlock()
+					// The recorders must know about later rounds too (pods an interval podKill
+					// deletes after its first round), or they record them as not targeted.
+					for _, s := range sessions {
+						s.FaultEvent(l.applied, ev)
+					}
 				})
 				if err != nil && window.Err() == nil {
 					cancelWindow(fmt.Errorf("fault %q: %w", l.p.fault.Name, err))
@@ -203,27 +209,50 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}
 		er.Recovery = rr
 	}
-	e.finishRecorders(ctx, x, &er, sessions, lastRevert)
+	e.finishRecorders(ctx, x, &er, sessions, RecordingEnd{FirstFaultAt: firstApplied(lives), RevertedAt: lastRevert, Objectives: x.Objectives})
 	return er
 }
 
-func (e *Engine) startRecorders(ctx context.Context, x *runbooks.Experiment, env injectors.Env) ([]RecorderSession, error) {
-	var out []RecorderSession
+// session is a started recorder session with its recorder's name.
+type session struct {
+	name string
+	RecorderSession
+}
+
+func (e *Engine) startRecorders(ctx context.Context, x *runbooks.Experiment, env injectors.Env) ([]session, error) {
+	var out []session
 	for _, r := range e.Recorders {
 		s, err := r.Start(ctx, x, env)
 		if err != nil {
+			// Finish what already started, so that no watch outlives the experiment.
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			for _, o := range out {
+				o.Finish(cctx, RecordingEnd{})
+			}
 			return nil, fmt.Errorf("%s: %w", r.Name(), err)
 		}
 		if s != nil {
-			out = append(out, s)
+			out = append(out, session{r.Name(), s})
 		}
 	}
 	return out, nil
 }
 
+// firstApplied is when the first fault was applied; zero when none was.
+func firstApplied(lives []*live) time.Time {
+	var first time.Time
+	for _, l := range lives {
+		if at := l.applied.At; !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
+}
+
 // finishRecorders waits for each recording, bounded by the experiment's recovery objective (or
 // the default recovery window), and fails a passing experiment whose recovery was too slow.
-func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er *ExperimentResult, sessions []RecorderSession, lastRevert time.Time) {
+func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er *ExperimentResult, sessions []session, end RecordingEnd) {
 	if len(sessions) == 0 {
 		return
 	}
@@ -234,14 +263,18 @@ func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er
 	if x.Recovery != nil {
 		within = x.Recovery.Within.D()
 	}
-	from := lastRevert
+	from := end.RevertedAt
 	if from.IsZero() {
 		from = time.Now()
 	}
-	fctx, cancel := context.WithDeadline(ctx, from.Add(within))
+	// A recorder keeps watching until the slowest objective could still be met.
+	fctx, cancel := context.WithDeadline(ctx, from.Add(max(within, objectiveHorizon(end.Objectives))))
 	defer cancel()
 	for _, s := range sessions {
-		rec := s.Finish(fctx, from)
+		rec := s.Finish(fctx, end)
+		if rec.Recorder == "" {
+			rec.Recorder = s.name
+		}
 		er.Recordings = append(er.Recordings, rec)
 		if !rec.Recovered && (er.Verdict == Passed || er.Verdict == Failed) {
 			msg := fmt.Sprintf("%s did not recover within %s: %s", rec.Recorder, within, rec.Reason)
@@ -279,7 +312,7 @@ func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
 
 // inject records and applies each fault in order. It stops at the first failure or when the window
 // ends; whatever has a ledger entry is returned for revert.
-func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []RecorderSession) ([]*live, error) {
+func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []session) ([]*live, error) {
 	var lives []*live
 	owner := e.Owner
 	if owner.PID == 0 {
@@ -313,8 +346,12 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 		}
 		e.Metrics.FaultApplied(a.fault.Kind())
 		applied := time.Now()
+		l.applied = AppliedFault{Name: a.fault.Name, Kind: a.fault.Kind(), Described: a.act.Targets(), At: applied}
+		if tl, ok := a.act.(injectors.TargetLister); ok {
+			l.applied.Targets = tl.TargetRefs()
+		}
 		for _, s := range sessions {
-			s.FaultApplied(a.fault.Kind(), a.act.Targets(), applied)
+			s.FaultApplied(l.applied)
 		}
 		l.res.AppliedAt = &applied
 		if d, ok := a.act.(injectors.Describer); ok {

@@ -378,7 +378,7 @@ func (s *workloadSession) allRecovered() bool {
 }
 
 // document builds the record; s.mu is held.
-func (s *workloadSession) document(revertedAt time.Time) Result {
+func (s *workloadSession) document(revertedAt time.Time) (*Document, bool, string) {
 	doc := &Document{Faults: s.faults, Workloads: []WorkloadRecord{}, Pods: []PodTimeline{}}
 	if !revertedAt.IsZero() {
 		r := revertedAt
@@ -387,7 +387,7 @@ func (s *workloadSession) document(revertedAt time.Time) Result {
 	replacements := s.matchReplacements()
 	for _, p := range s.killed {
 		t := PodTimeline{Pod: p.namespace + "/" + p.name, UID: p.uid, Node: p.node, KilledAt: p.killed, GoneAt: p.gone}
-		t.Targeted = s.targetNames[t.Pod] || s.targetNames[t.UID]
+		t.Targeted = s.targeted[t.UID] || s.targeted[t.Pod]
 		if p.w != nil {
 			t.Workload = p.w.key
 		}
@@ -431,7 +431,7 @@ func (s *workloadSession) document(revertedAt time.Time) Result {
 		}
 		doc.Workloads = append(doc.Workloads, rec)
 	}
-	return Result{Recovered: recovered, Reason: strings.Join(reasons, "; "), Data: doc}
+	return doc, recovered, strings.Join(reasons, "; ")
 }
 
 func (s *workloadSession) notRecoveredReason(w *workload, replacements map[*pod]*pod) string {

@@ -3,10 +3,13 @@ package recorder_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
 )
@@ -23,11 +26,11 @@ func workloadFault(kind, ns, name string) runbooks.Fault {
 	}}
 }
 
-func finish(t *testing.T, s recorder.Session, within time.Duration, revertedAt time.Time) (recorder.Result, *recorder.Document) {
+func finish(t *testing.T, s experiments.RecorderSession, within time.Duration, revertedAt time.Time) (experiments.Recording, *recorder.Document) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), within)
 	defer cancel()
-	res := s.Finish(ctx, revertedAt)
+	res := s.Finish(ctx, experiments.RecordingEnd{RevertedAt: revertedAt})
 	doc, ok := res.Data.(*recorder.Document)
 	if !ok {
 		t.Fatalf("Data is %T, want *recorder.Document", res.Data)
@@ -90,8 +93,7 @@ func TestWorkloads(t *testing.T) {
 		}
 		faultAt := time.Now()
 		killed := killPods(ctx, t, cs, "shop", "app=checkout", 2)
-		targets := []string{"pod " + killed[0], "pod " + killed[1]}
-		s.FaultApplied("pod-kill", targets, time.Now())
+		s.FaultApplied(experiments.AppliedFault{Name: "kill", Kind: "pod-kill", Targets: killed, At: time.Now()})
 		// The injector has nothing to revert for a pod kill; the engine calls Finish right away.
 		revertedAt := time.Now()
 		res, doc := finish(t, s, 30*time.Second, revertedAt)
@@ -104,7 +106,7 @@ func TestWorkloads(t *testing.T) {
 		}
 		replacements := map[string]bool{}
 		for _, p := range doc.Pods {
-			if !p.Targeted || !strings.Contains(strings.Join(killed, " "), p.Pod) {
+			if !p.Targeted || !slices.ContainsFunc(killed, func(k injectors.Target) bool { return k.UID == p.UID }) {
 				t.Errorf("pod %s: targeted=%v, not one of the killed %v", p.Pod, p.Targeted, killed)
 			}
 			if p.Workload != "deployment shop/checkout" {
@@ -208,7 +210,8 @@ func TestWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		setReplicas(ctx, t, cs, "shard", "shard-2", 0) // the fault, as shard-outage scale-to-zero does it
-		s.FaultApplied("shard-outage", []string{"deployment shard/shard-2 (3 → 0 replicas)"}, time.Now())
+		s.FaultApplied(experiments.AppliedFault{Name: "outage", Kind: "shard-outage", At: time.Now(), Targets: []injectors.Target{
+			{Kind: "deployment", Namespace: "shard", Name: "shard-2", Workload: &injectors.WorkloadRef{Kind: "deployment", Namespace: "shard", Name: "shard-2"}}}})
 		pollUntil(ctx, t, "shard-2 scaled to zero", func(ctx context.Context) (string, bool, error) {
 			l, err := cs.CoreV1().Pods("shard").List(ctx, metav1ListApp("shard-2"))
 			if err != nil {

@@ -25,8 +25,8 @@ type live struct {
 	mu      sync.Mutex   // guards entry.Record, updated by the injector's Recorder
 }
 
-func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, env injectors.Env,
-	guards, hyps []*safety.Guardrail, run *Result) (er ExperimentResult) {
+func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, objectives *runbooks.Objectives,
+	env injectors.Env, guards, hyps []*safety.Guardrail, run *Result) (er ExperimentResult) {
 	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
 	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
 	log = log.With("experiment", x.Name)
@@ -87,6 +87,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 	var wg sync.WaitGroup
 	var breachMu sync.Mutex
 	var hypBreaches []string
+	var detect detector
 	if injectErr == nil && window.Err() == nil {
 		e.progress(Progress{Phase: "observe", RunID: env.RunID, Experiment: x.Name, Since: time.Now(), Duration: x.Duration.D()})
 		wg.Add(2)
@@ -95,6 +96,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 			safety.Watch(window, guards, glog.observer("during"), func(b safety.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				glog.markBreached(b.Guardrail)
+				detect.breach("guardrail", b)
 				// Only the first cause sticks, so the halt names the guardrail that tripped first.
 				cancelWindow(&breachCause{b})
 			})
@@ -104,6 +106,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 			safety.Watch(window, hyps, hlog.observer("during"), func(b safety.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				hlog.markBreached(b.Guardrail)
+				detect.breach("hypothesis", b)
 				breachMu.Lock()
 				hypBreaches = append(hypBreaches, fmt.Sprintf("%s: %s", b.Guardrail, b.Last.Detail))
 				breachMu.Unlock()
@@ -209,7 +212,13 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}
 		er.Recovery = rr
 	}
-	e.finishRecorders(ctx, x, &er, sessions, RecordingEnd{FirstFaultAt: firstApplied(lives), RevertedAt: lastRevert, Objectives: x.Objectives})
+	first := firstApplied(lives)
+	e.finishRecorders(ctx, x, &er, sessions, RecordingEnd{FirstFaultAt: first, RevertedAt: lastRevert, Objectives: objectives})
+	if !first.IsZero() {
+		er.Figures = append(er.Figures, detect.figure(first, guards, hyps))
+		er.Figures = append(er.Figures, e.budgets(ctx, log, guards, first, time.Now())...)
+	}
+	judgeObjectives(objectives, &er)
 	return er
 }
 

@@ -51,6 +51,7 @@ func (r *Runbook) Validate() *Validator {
 	}
 	validateGuardrails(v, "guardrails", r.Guardrails)
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
+	defer r.validateObjectives(v)
 	if len(r.Experiments) == 0 {
 		v.Errorf("experiments", "at least one experiment is required")
 	}

@@ -79,13 +79,7 @@ func printResult(w io.Writer, r *experiments.Result) {
 			}
 			fmt.Fprintln(w)
 		}
-		if x.Recovery != nil {
-			if x.Recovery.Recovered {
-				fmt.Fprintf(w, "  recovered in %s (objective %s)\n", x.Recovery.TimeToRecover, x.Recovery.Within)
-			} else {
-				fmt.Fprintf(w, "  did NOT recover within %s\n", x.Recovery.Within)
-			}
-		}
+		printRecovery(w, x)
 	}
 	if r.Halt != nil && r.Halt.LastRevertedAt != nil {
 		fmt.Fprintf(w, "\nhalted at %s (%s); last fault reverted %s later\n", r.Halt.At.Format("15:04:05.000"), r.Halt.Source, r.Halt.LastRevertedAt.Sub(r.Halt.At).Round(10*time.Microsecond))

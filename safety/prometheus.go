@@ -112,6 +112,9 @@ func newPrometheusProbe(spec any, g runbooks.Guardrail, _ ProbeEnv) (Probe, erro
 		return nil, fmt.Errorf("prometheus %s: %w", p.address, err)
 	}
 	p.api = promv1.NewAPI(client)
+	if p.errorRatio != nil {
+		return &errorRatioProbe{p}, nil // it can say how much error budget a span burned
+	}
 	return p, nil
 }
 

@@ -49,11 +49,12 @@ func budgetQuery(e *runbooks.ErrorRatioSLO, span time.Duration) (string, error) 
 	return "(" + errs + " or vector(0)) / " + total, nil
 }
 
-// ErrorBudget implements ErrorBudgetReader for a guardrail with an errorRatio SLO.
-func (p *prometheusProbe) ErrorBudget(ctx context.Context, from, to time.Time) (ErrorBudget, error) {
-	if p.errorRatio == nil {
-		return ErrorBudget{}, fmt.Errorf("guardrail has no errorRatio SLO")
-	}
+// errorRatioProbe is the probe of a Prometheus guardrail with an errorRatio SLO; only it is an
+// ErrorBudgetReader, so that the engine measures a budget exactly where one is defined.
+type errorRatioProbe struct{ *prometheusProbe }
+
+// ErrorBudget implements ErrorBudgetReader.
+func (p *errorRatioProbe) ErrorBudget(ctx context.Context, from, to time.Time) (ErrorBudget, error) {
 	// Whole seconds, rounded up, so that the span covers the experiment; PromQL needs a range.
 	span := max(to.Sub(from).Round(time.Second), time.Second)
 	if span < to.Sub(from) {

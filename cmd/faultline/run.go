@@ -107,14 +107,17 @@ func (m *Main) run(c *cli.Context) error {
 			eng.Hook = h
 		}
 	}
+	var ui *statusLine
 	if output == "text" {
-		if ui := newStatusLine(m.Stderr); ui != nil {
+		if ui = newStatusLine(m.Stderr); ui != nil {
 			eng.Progress = ui.update
-			defer ui.done()
 		}
 	}
 
 	res := eng.Run(ctx, rb, experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")})
+	if ui != nil {
+		ui.done() // before the summary, which would otherwise start on the status line
+	}
 
 	if path := c.String("result-file"); path != "" {
 		if err := writeJSONFile(path, res); err != nil {

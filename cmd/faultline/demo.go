@@ -161,15 +161,18 @@ func (m *Main) demo(c *cli.Context) error {
 	}
 	stop := m.haltOnSignals(ctx, cancel, c.String("state-dir"), "demo")
 	defer stop()
+	var ui *statusLine
 	if output == "text" {
 		fmt.Fprintf(m.Stdout, "faultline demo: checkout on http://%s, worker and checkout are real processes\n", addr)
 		fmt.Fprintln(m.Stdout, "running 2 experiments (about 15 s); the runbook: faultline demo --print-runbook")
-		if ui := newStatusLine(m.Stderr); ui != nil {
+		if ui = newStatusLine(m.Stderr); ui != nil {
 			eng.Progress = ui.update
-			defer ui.done()
 		}
 	}
 	res := eng.Run(ctx, rb, experiments.RunOptions{})
+	if ui != nil {
+		ui.done() // before the summary, which would otherwise start on the status line
+	}
 	if output == "json" {
 		if err := printJSON(m.Stdout, res); err != nil {
 			return exitWith(exitAborted, err)

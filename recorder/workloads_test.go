@@ -156,6 +156,22 @@ func TestWorkloads(t *testing.T) {
 		if w.RecoveredAt == nil || w.RecoveredAt.At.Before(last) {
 			t.Errorf("recoveredAt %v before the last replacement was Ready (%s)", w.RecoveredAt, last)
 		}
+		// The figures the objectives read: ready again from the last deletion, the two kills.
+		figs := figuresOf(res)
+		lastKill := doc.Pods[0].KilledAt.Best()
+		if k := doc.Pods[1].KilledAt.Best(); k.After(lastKill) {
+			lastKill = k
+		}
+		if f := figs["workloads/deployment shop/checkout/timeToReady"]; f.Value == nil ||
+			!approx(*f.Value, w.RecoveredAt.Best().Sub(lastKill).Seconds()) {
+			t.Errorf("timeToReady figure %+v, want recoveredAt − last kill = %s", f, w.RecoveredAt.Best().Sub(lastKill))
+		}
+		if f := figs["workloads/deployment shop/checkout/podsKilled"]; f.Value == nil || *f.Value != 2 {
+			t.Errorf("podsKilled figure %+v", f)
+		}
+		if len(res.Timelines) != 1 || len(res.Timelines[0].Series) != 2 || len(res.Timelines[0].Series[0].Points) < 2 {
+			t.Errorf("timeline %+v: want ready and available series that moved", res.Timelines)
+		}
 		ttr, err := time.ParseDuration(w.TimeToRecover)
 		if err != nil || ttr != w.RecoveredAt.At.Sub(w.DisruptedAt.At).Round(time.Millisecond) || ttr <= 0 {
 			t.Errorf("timeToRecover %q (%v)", w.TimeToRecover, err)
@@ -229,6 +245,11 @@ func TestWorkloads(t *testing.T) {
 		if w.PodsKilled != 3 || w.MinReady != 0 || w.Desired != 3 || w.RecoveredBeforeRevert || w.AfterRevert == "" {
 			t.Errorf("workload record %+v", w)
 		}
+		// A shard held down until the revert is ready again from the revert, not from its kills.
+		if f := figuresOf(res)["workloads/deployment shard/shard-2/timeToReady"]; f.Value == nil ||
+			!approx(*f.Value, w.RecoveredAt.Best().Sub(revertedAt).Seconds()) || !strings.Contains(f.Note, "the revert") {
+			t.Errorf("timeToReady figure %+v, want recoveredAt − revert = %s", f, w.RecoveredAt.Best().Sub(revertedAt))
+		}
 		if len(doc.Pods) != 3 {
 			t.Fatalf("%d pod timelines, want 3", len(doc.Pods))
 		}
@@ -249,3 +270,13 @@ func TestWorkloads(t *testing.T) {
 		}
 	})
 }
+
+func figuresOf(r experiments.Recording) map[string]experiments.Figure {
+	out := map[string]experiments.Figure{}
+	for _, f := range r.Figures {
+		out[f.Key] = f
+	}
+	return out
+}
+
+func approx(a, b float64) bool { return a-b < 0.001 && b-a < 0.001 }

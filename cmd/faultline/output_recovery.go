@@ -58,7 +58,11 @@ func printRecovery(w io.Writer, x experiments.ExperimentResult) {
 			lines = append(lines, fmt.Sprintf("guardrails: NOT healthy again within %s of the revert", r.Within))
 		}
 	}
+	checks := len(x.Guardrails) + len(x.Hypothesis)
 	for _, f := range x.Figures {
+		if f.Metric == "timeToDetect" && checks == 0 {
+			continue // nothing could detect it: -o json says so, the summary need not
+		}
 		label := "time to detect"
 		if f.Metric != "timeToDetect" {
 			label = f.Subject

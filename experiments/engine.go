@@ -156,7 +156,7 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 	}
 	for i := range rb.Experiments {
 		x := &rb.Experiments[i]
-		er := e.runExperiment(ctx, log, x, env, guards, hyps[i], res, hub)
+		er := e.runExperiment(ctx, log, x, rb.ObjectivesFor(i), env, guards, hyps[i], res, hub)
 		res.Experiments = append(res.Experiments, er)
 		e.Metrics.Experiment(string(er.Verdict))
 		res.Verdict = Worse(res.Verdict, er.Verdict)

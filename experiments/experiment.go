@@ -19,14 +19,15 @@ import (
 
 // live is a fault that has a ledger entry (and so must be reverted, applied or not).
 type live struct {
-	p     prepared
-	entry *safety.Entry
-	res   *FaultResult
-	mu    sync.Mutex // guards entry.Record, updated by the injector's Recorder
+	p       prepared
+	entry   *safety.Entry
+	res     *FaultResult
+	applied AppliedFault // what the recorders were told; set once Apply returned
+	mu      sync.Mutex   // guards entry.Record, updated by the injector's Recorder
 }
 
-func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, env injectors.Env,
-	guards, hyps []*safety.Guardrail, run *Result, hub *load.Hub) (er ExperimentResult) {
+func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, objectives *runbooks.Objectives,
+	env injectors.Env, guards, hyps []*safety.Guardrail, run *Result, hub *load.Hub) (er ExperimentResult) {
 	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
 	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
 	log = log.With("experiment", x.Name)
@@ -94,6 +95,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 	var wg sync.WaitGroup
 	var breachMu sync.Mutex
 	var hypBreaches []string
+	var detect detector
 	if injectErr == nil && window.Err() == nil {
 		e.progress(Progress{Phase: "observe", RunID: env.RunID, Experiment: x.Name, Since: time.Now(), Duration: x.Duration.D()})
 		wg.Add(2)
@@ -102,6 +104,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 			safety.Watch(window, guards, glog.observer("during"), func(b safety.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				glog.markBreached(b.Guardrail)
+				detect.breach("guardrail", b)
 				// Only the first cause sticks, so the halt names the guardrail that tripped first.
 				cancelWindow(&breachCause{b})
 			})
@@ -111,6 +114,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 			safety.Watch(window, hyps, hlog.observer("during"), func(b safety.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				hlog.markBreached(b.Guardrail)
+				detect.breach("hypothesis", b)
 				breachMu.Lock()
 				hypBreaches = append(hypBreaches, fmt.Sprintf("%s: %s", b.Guardrail, b.Last.Detail))
 				breachMu.Unlock()
@@ -128,6 +132,11 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 					l.mu.Lock()
 					l.res.Events = append(l.res.Events, ev)
 					l.mu.Unlock()
+					// The recorders must know about later rounds too (pods an interval podKill
+					// deletes after its first round), or they record them as not targeted.
+					for _, s := range sessions {
+						s.FaultEvent(l.applied, ev)
+					}
 				})
 				if err != nil && window.Err() == nil {
 					cancelWindow(fmt.Errorf("fault %q: %w", l.p.fault.Name, err))
@@ -211,27 +220,56 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}
 		er.Recovery = rr
 	}
-	e.finishRecorders(ctx, x, &er, sessions, lastRevert)
+	first := firstApplied(lives)
+	e.finishRecorders(ctx, x, &er, sessions, RecordingEnd{FirstFaultAt: first, RevertedAt: lastRevert, Objectives: objectives})
+	if !first.IsZero() {
+		er.Figures = append(er.Figures, detect.figure(first, guards, hyps))
+		er.Figures = append(er.Figures, e.budgets(ctx, log, guards, first, time.Now())...)
+	}
+	judgeObjectives(objectives, &er)
 	return er
 }
 
-func (e *Engine) startRecorders(ctx context.Context, x *runbooks.Experiment, env injectors.Env) ([]RecorderSession, error) {
-	var out []RecorderSession
+// session is a started recorder session with its recorder's name.
+type session struct {
+	name string
+	RecorderSession
+}
+
+func (e *Engine) startRecorders(ctx context.Context, x *runbooks.Experiment, env injectors.Env) ([]session, error) {
+	var out []session
 	for _, r := range e.Recorders {
 		s, err := r.Start(ctx, x, env)
 		if err != nil {
+			// Finish what already started, so that no watch outlives the experiment.
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			for _, o := range out {
+				o.Finish(cctx, RecordingEnd{})
+			}
 			return nil, fmt.Errorf("%s: %w", r.Name(), err)
 		}
 		if s != nil {
-			out = append(out, s)
+			out = append(out, session{r.Name(), s})
 		}
 	}
 	return out, nil
 }
 
+// firstApplied is when the first fault was applied; zero when none was.
+func firstApplied(lives []*live) time.Time {
+	var first time.Time
+	for _, l := range lives {
+		if at := l.applied.At; !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
+}
+
 // finishRecorders waits for each recording, bounded by the experiment's recovery objective (or
 // the default recovery window), and fails a passing experiment whose recovery was too slow.
-func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er *ExperimentResult, sessions []RecorderSession, lastRevert time.Time) {
+func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er *ExperimentResult, sessions []session, end RecordingEnd) {
 	if len(sessions) == 0 {
 		return
 	}
@@ -242,14 +280,18 @@ func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er
 	if x.Recovery != nil {
 		within = x.Recovery.Within.D()
 	}
-	from := lastRevert
+	from := end.RevertedAt
 	if from.IsZero() {
 		from = time.Now()
 	}
-	fctx, cancel := context.WithDeadline(ctx, from.Add(within))
+	// A recorder keeps watching until the slowest objective could still be met.
+	fctx, cancel := context.WithDeadline(ctx, from.Add(max(within, objectiveHorizon(end.Objectives))))
 	defer cancel()
 	for _, s := range sessions {
-		rec := s.Finish(fctx, from)
+		rec := s.Finish(fctx, end)
+		if rec.Recorder == "" {
+			rec.Recorder = s.name
+		}
 		er.Recordings = append(er.Recordings, rec)
 		if !rec.Recovered && (er.Verdict == Passed || er.Verdict == Failed) {
 			msg := fmt.Sprintf("%s did not recover within %s: %s", rec.Recorder, within, rec.Reason)
@@ -287,7 +329,7 @@ func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
 
 // inject records and applies each fault in order. It stops at the first failure or when the window
 // ends; whatever has a ledger entry is returned for revert.
-func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []RecorderSession) ([]*live, error) {
+func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injectors.Env, acts []prepared, results []FaultResult, sessions []session) ([]*live, error) {
 	var lives []*live
 	owner := e.Owner
 	if owner.PID == 0 {
@@ -321,8 +363,12 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 		}
 		e.Metrics.FaultApplied(a.fault.Kind())
 		applied := time.Now()
+		l.applied = AppliedFault{Name: a.fault.Name, Kind: a.fault.Kind(), Described: a.act.Targets(), At: applied}
+		if tl, ok := a.act.(injectors.TargetLister); ok {
+			l.applied.Targets = tl.TargetRefs()
+		}
 		for _, s := range sessions {
-			s.FaultApplied(a.fault.Kind(), a.act.Targets(), applied)
+			s.FaultApplied(l.applied)
 		}
 		l.res.AppliedAt = &applied
 		if d, ok := a.act.(injectors.Describer); ok {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
 )
@@ -91,7 +92,7 @@ func BenchmarkReadyAccuracy(b *testing.B) {
 		}
 		waitReadyPods(ctx, b, cs, ns, "app=acc", replicas)
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		res := s.Finish(fctx, time.Now())
+		res := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: time.Now()})
 		cancel()
 		doc := res.Data.(*recorder.Document)
 		kl.mu.Lock()

@@ -26,6 +26,7 @@ type Document struct {
 
 // FaultMark is one fault as the engine reported it applied.
 type FaultMark struct {
+	Name      string    `json:"name,omitempty"`
 	Kind      string    `json:"kind"`
 	Targets   []string  `json:"targets,omitempty"`
 	AppliedAt time.Time `json:"appliedAt"`

@@ -17,27 +17,6 @@ import (
 	"github.com/faultline-dev/faultline/safety"
 )
 
-// engineRecorder is the adapter cmd/faultline uses (package recorder does not import the engine).
-type engineRecorder struct{ recorder.Recorder }
-
-func (r engineRecorder) Start(ctx context.Context, x *runbooks.Experiment, env injectors.Env) (experiments.RecorderSession, error) {
-	s, err := r.Recorder.Start(ctx, x, env)
-	if err != nil || s == nil {
-		return nil, err
-	}
-	return engineSession{name: r.Name(), Session: s}, nil
-}
-
-type engineSession struct {
-	name string
-	recorder.Session
-}
-
-func (s engineSession) Finish(ctx context.Context, revertedAt time.Time) experiments.Recording {
-	res := s.Session.Finish(ctx, revertedAt)
-	return experiments.Recording{Recorder: s.name, Recovered: res.Recovered, Reason: res.Reason, Data: res.Data}
-}
-
 // TestWorkloadsThroughEngine runs a runbook through the engine: the real pod-kill injector kills 2
 // of 5 pods, the Kubernetes guardrail watches the Deployment, and the recording lands in the result.
 func TestWorkloadsThroughEngine(t *testing.T) {
@@ -83,7 +62,7 @@ experiments:
 	eng := &experiments.Engine{
 		Injectors: reg, Probes: safety.DefaultProbes(), ProbeEnv: safety.ProbeEnv{Kube: env.Kube},
 		InjectorEnv: env, Ledger: ledger, Logger: slog.New(slog.DiscardHandler),
-		Recorders: []experiments.Recorder{engineRecorder{&recorder.Workloads{}}},
+		Recorders: []experiments.Recorder{&recorder.Workloads{}},
 	}
 	res := eng.Run(ctx, rb, experiments.RunOptions{})
 	js, _ := json.MarshalIndent(res, "", "  ")

@@ -119,13 +119,13 @@ func taintNode(ctx context.Context, t testing.TB, cs kubernetes.Interface, name 
 
 // killPods deletes n pods of the selection directly (as the pod-kill injector does) and returns
 // their "NAMESPACE/NAME" names.
-func killPods(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, selector string, n int) []string {
+func killPods(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, selector string, n int) []injectors.Target {
 	t.Helper()
 	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	var names []injectors.Target
 	for _, p := range list.Items {
 		if len(names) == n {
 			break
@@ -136,7 +136,7 @@ func killPods(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, se
 		if err := cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, ns+"/"+p.Name)
+		names = append(names, injectors.Target{Kind: "pod", Namespace: ns, Name: p.Name, UID: string(p.UID), Node: p.Spec.NodeName})
 	}
 	if len(names) != n {
 		t.Fatalf("only %d pods of %q in %s to kill, want %d", len(names), selector, ns, n)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -136,6 +137,24 @@ type workload struct {
 	created []*pod // pods created while recording, in order
 
 	disruptedAt, lastKillAt, recoveredAt *Moment
+
+	readySeries, availSeries []experiments.Point // every change while recording, for the timeline
+}
+
+// maxPoints bounds a workload's timeline series: a workload of 10,000 pods killed one by one
+// changes ready count 20,000 times, and a chart needs far fewer points than that.
+const maxPoints = 5000
+
+// plot records the ready and available counts at at when they changed.
+func (w *workload) plot(at time.Time) {
+	add := func(s *[]experiments.Point, v int) {
+		if n := len(*s); (n > 0 && (*s)[n-1].V == float64(v)) || n >= maxPoints {
+			return
+		}
+		*s = append(*s, experiments.Point{T: at, V: float64(v)})
+	}
+	add(&w.readySeries, w.ready)
+	add(&w.availSeries, w.available)
 }
 
 func (w *workload) target() int { return max(w.baseline, w.desired) }
@@ -343,6 +362,7 @@ func (s *workloadSession) evaluate(w *workload, at time.Time) {
 	if w.minAvailable < 0 || w.available < w.minAvailable {
 		w.minAvailable = w.available
 	}
+	w.plot(at)
 	ok := w.fullyAvailable()
 	switch {
 	case !ok:
@@ -363,6 +383,7 @@ func (s *workloadSession) markStarted() {
 		w.startReady, w.startAvail = w.ready, w.available
 		w.fullAtStart = w.fullyAvailable()
 		w.minReady, w.minAvailable = w.ready, w.available
+		w.plot(time.Now())
 	}
 	s.started = true
 }
@@ -378,7 +399,7 @@ func (s *workloadSession) allRecovered() bool {
 }
 
 // document builds the record; s.mu is held.
-func (s *workloadSession) document(revertedAt time.Time) Result {
+func (s *workloadSession) document(revertedAt time.Time) (*Document, bool, string) {
 	doc := &Document{Faults: s.faults, Workloads: []WorkloadRecord{}, Pods: []PodTimeline{}}
 	if !revertedAt.IsZero() {
 		r := revertedAt
@@ -387,7 +408,7 @@ func (s *workloadSession) document(revertedAt time.Time) Result {
 	replacements := s.matchReplacements()
 	for _, p := range s.killed {
 		t := PodTimeline{Pod: p.namespace + "/" + p.name, UID: p.uid, Node: p.node, KilledAt: p.killed, GoneAt: p.gone}
-		t.Targeted = s.targetNames[t.Pod] || s.targetNames[t.UID]
+		t.Targeted = s.targeted[t.UID] || s.targeted[t.Pod]
 		if p.w != nil {
 			t.Workload = p.w.key
 		}
@@ -431,7 +452,7 @@ func (s *workloadSession) document(revertedAt time.Time) Result {
 		}
 		doc.Workloads = append(doc.Workloads, rec)
 	}
-	return Result{Recovered: recovered, Reason: strings.Join(reasons, "; "), Data: doc}
+	return doc, recovered, strings.Join(reasons, "; ")
 }
 
 func (s *workloadSession) notRecoveredReason(w *workload, replacements map[*pod]*pod) string {

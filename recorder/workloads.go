@@ -3,9 +3,8 @@
 // killed → replacement created → scheduled → Ready, and for every workload the experiment targets,
 // when it was fully available again.
 //
-// The engine's Recorder interface lives in package experiments, which sits above this package;
-// Recorder and Session here mirror it, and the command adapts them (cmd/faultline), so that this
-// package does not import the engine.
+// The recorders implement experiments.Recorder, the one contract (experiments/recorder.go); the
+// command wires them into the engine.
 package recorder
 
 import (
@@ -29,9 +28,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
 )
+
+var _ experiments.Recorder = (*Workloads)(nil)
 
 // Workloads records the recovery of the Kubernetes workloads an experiment's pod-kill and
 // shard-outage faults target. The zero value is ready to use.
@@ -51,7 +54,7 @@ func (w *Workloads) Name() string { return "workloads" }
 // Start resolves the workloads the experiment's Kubernetes faults target, starts watching them and
 // their pods, and returns once the watches have their initial state. It returns (nil, nil) for an
 // experiment without Kubernetes faults. The watches stop when Finish returns or ctx ends.
-func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injectors.Env) (Session, error) {
+func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injectors.Env) (experiments.RecorderSession, error) {
 	targets := podTargets(x)
 	if len(targets) == 0 {
 		return nil, nil
@@ -77,7 +80,7 @@ func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injec
 		syncTimeout = time.Minute
 	}
 
-	res := &resolver{meta: meta, rsOwner: map[string]*runbooks.WorkloadRef{}}
+	res := &resolver{meta: meta, rs: map[string]metav1.Object{}}
 	var refs []runbooks.WorkloadRef
 	addRef := func(r runbooks.WorkloadRef) {
 		if !slices.Contains(refs, r) {
@@ -115,7 +118,7 @@ func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injec
 	sctx, cancel := context.WithCancel(ctx)
 	s := &workloadSession{
 		log: log, lateAfter: lateAfter, cancel: cancel, meta: meta,
-		pods: map[string]*pod{}, untracked: map[string]bool{}, targetNames: map[string]bool{},
+		pods: map[string]*pod{}, untracked: map[string]bool{}, targeted: map[string]bool{},
 		changed: make(chan struct{}, 1),
 	}
 	var informers []cache.SharedIndexInformer
@@ -133,7 +136,7 @@ func (w *Workloads) Start(ctx context.Context, x *runbooks.Experiment, env injec
 		informers, regs = append(informers, inf), append(regs, reg)
 		return nil
 	}
-	fail := func(err error) (Session, error) {
+	fail := func(err error) (experiments.RecorderSession, error) {
 		cancel()
 		s.wg.Wait()
 		return nil, err
@@ -227,8 +230,8 @@ type scopeKey struct{ namespace, selector string }
 
 // resolver finds the controllers of selected pods, reading metadata only.
 type resolver struct {
-	meta    metadata.Interface
-	rsOwner map[string]*runbooks.WorkloadRef // ReplicaSet namespace/name → its workload
+	meta metadata.Interface
+	rs   map[string]metav1.Object // ReplicaSets read, by namespace/name
 }
 
 var (
@@ -264,38 +267,34 @@ func (r *resolver) ownersOf(ctx context.Context, ns, labelSel, fieldSel string) 
 	}
 }
 
-// owner maps a pod's controller reference to the workload to track: a ReplicaSet's Deployment
-// when it has one.
+// owner maps a pod's controller reference to the workload to track (kubeclient.TopController,
+// the resolution the injectors use too): a ReplicaSet's Deployment when it has one.
 func (r *resolver) owner(ctx context.Context, ns string, c *metav1.OwnerReference) (*runbooks.WorkloadRef, error) {
-	if c == nil {
-		return nil, nil
-	}
-	switch c.Kind {
-	case "StatefulSet", "DaemonSet":
-		return &runbooks.WorkloadRef{Kind: c.Kind, Namespace: ns, Name: c.Name}, nil
-	case "ReplicaSet":
-	default:
-		return nil, nil // a Job, or a custom controller: its pods are recorded without a workload
-	}
-	key := ns + "/" + c.Name
-	if ref, ok := r.rsOwner[key]; ok {
-		return ref, nil
-	}
-	rs, err := r.meta.Resource(replicaSetsResource).Namespace(ns).Get(ctx, c.Name, metav1.GetOptions{})
+	kind, name, err := kubeclient.TopController(ctx, ns, c, func(ctx context.Context, ns, name string) (metav1.Object, error) {
+		key := ns + "/" + name
+		if rs, ok := r.rs[key]; ok {
+			return rs, nil
+		}
+		rs, err := r.meta.Resource(replicaSetsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get replicaset %s: %w", key, err)
+		}
+		r.rs[key] = rs
+		return rs, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("get replicaset %s: %w", key, err)
+		return nil, err
 	}
-	ref := &runbooks.WorkloadRef{Kind: "ReplicaSet", Namespace: ns, Name: c.Name}
-	if d := metav1.GetControllerOf(rs); d != nil && d.Kind == "Deployment" {
-		ref = &runbooks.WorkloadRef{Kind: "Deployment", Namespace: ns, Name: d.Name}
+	switch kind {
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+		return &runbooks.WorkloadRef{Kind: kind, Namespace: ns, Name: name}, nil
 	}
-	r.rsOwner[key] = ref
-	return ref, nil
+	return nil, nil // a Job, or a custom controller: its pods are recorded without a workload
 }
 
 // newWorkload reads a workload once for its pod selector.
 func newWorkload(ctx context.Context, cs kubernetes.Interface, ref runbooks.WorkloadRef) (*workload, labels.Selector, error) {
-	key := fmt.Sprintf("%s %s/%s", strings.ToLower(ref.Kind), ref.Namespace, ref.Name)
+	key := workloadKey(ref.Kind, ref.Namespace, ref.Name)
 	var ls *metav1.LabelSelector
 	var err error
 	get := metav1.GetOptions{}
@@ -411,16 +410,17 @@ type workloadSession struct {
 	wg        sync.WaitGroup
 	changed   chan struct{} // a token after every state change, for Finish
 
-	mu          sync.Mutex
-	started     bool // the initial lists are in: what comes now is news
-	workloads   []*workload
-	pods        map[string]*pod // by UID
-	untracked   map[string]bool // UIDs of selected pods with no tracked controller
-	killed      []*pod          // in the order the deletions were seen
-	faults      []FaultMark
-	targetNames map[string]bool // NAMESPACE/NAME and UID words of the faults' targets
-	watchErrs   []string
-	finished    bool
+	mu        sync.Mutex
+	started   bool // the initial lists are in: what comes now is news
+	workloads []*workload
+	pods      map[string]*pod // by UID
+	untracked map[string]bool // UIDs of selected pods with no tracked controller
+	killed    []*pod          // in the order the deletions were seen
+	faults    []FaultMark
+	targeted  map[string]bool // UIDs (and NAMESPACE/NAME, for targets without one) of the pods the faults named
+	held      map[string]bool // keys of workloads a fault held down until its revert (shard-outage)
+	watchErrs []string
+	finished  bool
 }
 
 func (s *workloadSession) watchError(what string, err error) {
@@ -445,25 +445,51 @@ func (s *workloadSession) firstWatchError() error {
 }
 
 // FaultApplied notes a fault and its targets; deletions themselves come from the watches.
-func (s *workloadSession) FaultApplied(kind string, targets []string, at time.Time) {
+func (s *workloadSession) FaultApplied(f experiments.AppliedFault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, FaultMark{Kind: kind, Targets: slices.Clone(targets), AppliedAt: at})
-	// Targets are written for people ("pod shop/checkout-7d9 (uid 1f0c…) on node n1"): take the
-	// NAMESPACE/NAME and UID words out of them.
-	for _, t := range targets {
-		for _, word := range strings.Fields(t) {
-			word = strings.Trim(word, "(),;")
-			if strings.Count(word, "/") == 1 || (len(word) == 36 && strings.Count(word, "-") == 4) {
-				s.targetNames[word] = true
+	s.faults = append(s.faults, FaultMark{Name: f.Name, Kind: f.Kind, Targets: slices.Clone(f.Described), AppliedAt: f.At})
+	s.noteTargets(f, f.Targets)
+}
+
+// FaultEvent notes the pods a sustained fault touched after it was applied (the later rounds of
+// an interval podKill, the returning pods a keepDown outage deletes).
+func (s *workloadSession) FaultEvent(f experiments.AppliedFault, ev injectors.Event) {
+	if len(ev.Subjects) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noteTargets(f, ev.Subjects)
+}
+
+// noteTargets marks the pods a fault named as targeted and the workloads it holds down; s.mu is held.
+func (s *workloadSession) noteTargets(f experiments.AppliedFault, ts []injectors.Target) {
+	for _, t := range ts {
+		if t.Kind == "pod" {
+			if t.UID != "" {
+				s.targeted[t.UID] = true
+			} else {
+				s.targeted[t.Namespace+"/"+t.Name] = true
 			}
+		}
+		// A shard-outage keeps its workload down until the revert: its disruption lasts until then.
+		if f.Kind == "shard-outage" && t.Workload != nil {
+			if s.held == nil {
+				s.held = map[string]bool{}
+			}
+			s.held[workloadKey(t.Workload.Kind, t.Workload.Namespace, t.Workload.Name)] = true
 		}
 	}
 }
 
+func workloadKey(kind, ns, name string) string {
+	return fmt.Sprintf("%s %s/%s", strings.ToLower(kind), ns, name)
+}
+
 // Finish waits, until ctx ends at the latest, for every tracked workload to be fully available
 // again after its last disruption, stops the watches and returns the record.
-func (s *workloadSession) Finish(ctx context.Context, revertedAt time.Time) Result {
+func (s *workloadSession) Finish(ctx context.Context, end experiments.RecordingEnd) experiments.Recording {
 	// The watches may still be behind (a pod deleted a moment ago): take a snapshot of the
 	// workloads and their pods now, and do not judge recovery before the watches have shown at
 	// least that state.
@@ -493,7 +519,7 @@ func (s *workloadSession) Finish(ctx context.Context, revertedAt time.Time) Resu
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.finished = true
-	return s.document(revertedAt)
+	return s.recording(end)
 }
 
 func (s *workloadSession) notify() {

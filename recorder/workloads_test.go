@@ -3,10 +3,13 @@ package recorder_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
 )
@@ -23,11 +26,11 @@ func workloadFault(kind, ns, name string) runbooks.Fault {
 	}}
 }
 
-func finish(t *testing.T, s recorder.Session, within time.Duration, revertedAt time.Time) (recorder.Result, *recorder.Document) {
+func finish(t *testing.T, s experiments.RecorderSession, within time.Duration, revertedAt time.Time) (experiments.Recording, *recorder.Document) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), within)
 	defer cancel()
-	res := s.Finish(ctx, revertedAt)
+	res := s.Finish(ctx, experiments.RecordingEnd{RevertedAt: revertedAt})
 	doc, ok := res.Data.(*recorder.Document)
 	if !ok {
 		t.Fatalf("Data is %T, want *recorder.Document", res.Data)
@@ -90,8 +93,7 @@ func TestWorkloads(t *testing.T) {
 		}
 		faultAt := time.Now()
 		killed := killPods(ctx, t, cs, "shop", "app=checkout", 2)
-		targets := []string{"pod " + killed[0], "pod " + killed[1]}
-		s.FaultApplied("pod-kill", targets, time.Now())
+		s.FaultApplied(experiments.AppliedFault{Name: "kill", Kind: "pod-kill", Targets: killed, At: time.Now()})
 		// The injector has nothing to revert for a pod kill; the engine calls Finish right away.
 		revertedAt := time.Now()
 		res, doc := finish(t, s, 30*time.Second, revertedAt)
@@ -104,7 +106,7 @@ func TestWorkloads(t *testing.T) {
 		}
 		replacements := map[string]bool{}
 		for _, p := range doc.Pods {
-			if !p.Targeted || !strings.Contains(strings.Join(killed, " "), p.Pod) {
+			if !p.Targeted || !slices.ContainsFunc(killed, func(k injectors.Target) bool { return k.UID == p.UID }) {
 				t.Errorf("pod %s: targeted=%v, not one of the killed %v", p.Pod, p.Targeted, killed)
 			}
 			if p.Workload != "deployment shop/checkout" {
@@ -153,6 +155,22 @@ func TestWorkloads(t *testing.T) {
 		}
 		if w.RecoveredAt == nil || w.RecoveredAt.At.Before(last) {
 			t.Errorf("recoveredAt %v before the last replacement was Ready (%s)", w.RecoveredAt, last)
+		}
+		// The figures the objectives read: ready again from the last deletion, the two kills.
+		figs := figuresOf(res)
+		lastKill := doc.Pods[0].KilledAt.Best()
+		if k := doc.Pods[1].KilledAt.Best(); k.After(lastKill) {
+			lastKill = k
+		}
+		if f := figs["workloads/deployment shop/checkout/timeToReady"]; f.Value == nil ||
+			!approx(*f.Value, w.RecoveredAt.Best().Sub(lastKill).Seconds()) {
+			t.Errorf("timeToReady figure %+v, want recoveredAt − last kill = %s", f, w.RecoveredAt.Best().Sub(lastKill))
+		}
+		if f := figs["workloads/deployment shop/checkout/podsKilled"]; f.Value == nil || *f.Value != 2 {
+			t.Errorf("podsKilled figure %+v", f)
+		}
+		if len(res.Timelines) != 1 || len(res.Timelines[0].Series) != 2 || len(res.Timelines[0].Series[0].Points) < 2 {
+			t.Errorf("timeline %+v: want ready and available series that moved", res.Timelines)
 		}
 		ttr, err := time.ParseDuration(w.TimeToRecover)
 		if err != nil || ttr != w.RecoveredAt.At.Sub(w.DisruptedAt.At).Round(time.Millisecond) || ttr <= 0 {
@@ -208,7 +226,8 @@ func TestWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		setReplicas(ctx, t, cs, "shard", "shard-2", 0) // the fault, as shard-outage scale-to-zero does it
-		s.FaultApplied("shard-outage", []string{"deployment shard/shard-2 (3 → 0 replicas)"}, time.Now())
+		s.FaultApplied(experiments.AppliedFault{Name: "outage", Kind: "shard-outage", At: time.Now(), Targets: []injectors.Target{
+			{Kind: "deployment", Namespace: "shard", Name: "shard-2", Workload: &injectors.WorkloadRef{Kind: "deployment", Namespace: "shard", Name: "shard-2"}}}})
 		pollUntil(ctx, t, "shard-2 scaled to zero", func(ctx context.Context) (string, bool, error) {
 			l, err := cs.CoreV1().Pods("shard").List(ctx, metav1ListApp("shard-2"))
 			if err != nil {
@@ -225,6 +244,11 @@ func TestWorkloads(t *testing.T) {
 		w := doc.Workloads[0]
 		if w.PodsKilled != 3 || w.MinReady != 0 || w.Desired != 3 || w.RecoveredBeforeRevert || w.AfterRevert == "" {
 			t.Errorf("workload record %+v", w)
+		}
+		// A shard held down until the revert is ready again from the revert, not from its kills.
+		if f := figuresOf(res)["workloads/deployment shard/shard-2/timeToReady"]; f.Value == nil ||
+			!approx(*f.Value, w.RecoveredAt.Best().Sub(revertedAt).Seconds()) || !strings.Contains(f.Note, "the revert") {
+			t.Errorf("timeToReady figure %+v, want recoveredAt − revert = %s", f, w.RecoveredAt.Best().Sub(revertedAt))
 		}
 		if len(doc.Pods) != 3 {
 			t.Fatalf("%d pod timelines, want 3", len(doc.Pods))
@@ -246,3 +270,13 @@ func TestWorkloads(t *testing.T) {
 		}
 	})
 }
+
+func figuresOf(r experiments.Recording) map[string]experiments.Figure {
+	out := map[string]experiments.Figure{}
+	for _, f := range r.Figures {
+		out[f.Key] = f
+	}
+	return out
+}
+
+func approx(a, b float64) bool { return a-b < 0.001 && b-a < 0.001 }

@@ -15,6 +15,7 @@ type Runbook struct {
 	Guardrails  []Guardrail  `yaml:"guardrails,omitempty" json:"guardrails,omitempty" doc:"SLO checks that must hold before injection (steady state), are watched during it (a breach halts and reverts everything) and must hold again after it."`
 	Load        *LoadSpec    `yaml:"load,omitempty" json:"load,omitempty" doc:"HTTP load faultline drives from before the first steady-state check to the end of the last experiment's recovery window."`
 	Experiments []Experiment `yaml:"experiments" json:"experiments" doc:"Run in order; a halted or not-started experiment stops the game day."`
+	Objectives  *Objectives  `yaml:"objectives,omitempty" json:"objectives,omitempty" doc:"Default recovery objectives for every experiment; a group an experiment sets (breakers, autoscaling, workloads, detection) replaces the default's."`
 }
 
 // Metadata names and labels a runbook.

@@ -55,6 +55,7 @@ func (r *Runbook) Validate() *Validator {
 	}
 	r.validateLoadGuardrails(v)
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
+	defer r.validateObjectives(v)
 	if len(r.Experiments) == 0 {
 		v.Errorf("experiments", "at least one experiment is required")
 	}

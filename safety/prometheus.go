@@ -65,6 +65,8 @@ type prometheusProbe struct {
 	// serverTimeout is the timeout sent to the server, in a form every Prometheus parses.
 	serverTimeout time.Duration
 	api           promv1.API
+	// errorRatio is the guardrail's errorRatio SLO, for ErrorBudget; nil otherwise.
+	errorRatio *runbooks.ErrorRatioSLO
 }
 
 func newPrometheusProbe(spec any, g runbooks.Guardrail, _ ProbeEnv) (Probe, error) {
@@ -76,6 +78,7 @@ func newPrometheusProbe(spec any, g runbooks.Guardrail, _ ProbeEnv) (Probe, erro
 			return nil, err
 		}
 		p.op, _ = parseOp("<")
+		p.errorRatio = s.SLO.ErrorRatio
 	} else {
 		if s.Threshold == nil {
 			return nil, fmt.Errorf("prometheus: threshold is required")
@@ -109,6 +112,9 @@ func newPrometheusProbe(spec any, g runbooks.Guardrail, _ ProbeEnv) (Probe, erro
 		return nil, fmt.Errorf("prometheus %s: %w", p.address, err)
 	}
 	p.api = promv1.NewAPI(client)
+	if p.errorRatio != nil {
+		return &errorRatioProbe{p}, nil // it can say how much error budget a span burned
+	}
 	return p, nil
 }
 

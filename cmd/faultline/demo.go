@@ -167,11 +167,12 @@ func (m *Main) demo(c *cli.Context) error {
 		fmt.Fprintln(m.Stdout, "running 2 experiments (about 15 s); the runbook: faultline demo --print-runbook")
 		if ui = newStatusLine(m.Stderr); ui != nil {
 			eng.Progress = ui.update
-			defer ui.done()
 		}
 	}
 	res := eng.Run(ctx, rb, experiments.RunOptions{})
-	ui.done()
+	if ui != nil {
+		ui.done() // before the summary, which would otherwise start on the status line
+	}
 	if output == "json" {
 		if err := printJSON(m.Stdout, res); err != nil {
 			return exitWith(exitAborted, err)

@@ -80,13 +80,7 @@ func printResult(w io.Writer, r *experiments.Result) {
 			fmt.Fprintln(w)
 		}
 		printLoad(w, x.Load)
-		if x.Recovery != nil {
-			if x.Recovery.Recovered {
-				fmt.Fprintf(w, "  recovered in %s (objective %s)\n", x.Recovery.TimeToRecover, x.Recovery.Within)
-			} else {
-				fmt.Fprintf(w, "  did NOT recover within %s\n", x.Recovery.Within)
-			}
-		}
+		printRecovery(w, x)
 	}
 	if r.Load != nil {
 		fmt.Fprintln(w, "\nthe whole run:")

@@ -111,12 +111,13 @@ func (m *Main) run(c *cli.Context) error {
 	if output == "text" {
 		if ui = newStatusLine(m.Stderr); ui != nil {
 			eng.Progress = ui.update
-			defer ui.done()
 		}
 	}
 
 	res := eng.Run(ctx, rb, experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")})
-	ui.done()
+	if ui != nil {
+		ui.done() // before the summary, which would otherwise start on the status line
+	}
 
 	if path := c.String("result-file"); path != "" {
 		if err := writeJSONFile(path, res); err != nil {
@@ -185,30 +186,8 @@ func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) 
 		Logger:    log,
 		Metrics:   met,
 		Preflight: []experiments.Preflight{safety.HostAllowed},
-		Recorders: []experiments.Recorder{engineRecorder{&recorder.Workloads{}}},
+		Recorders: []experiments.Recorder{&recorder.Workloads{}},
 	}, met
-}
-
-// engineRecorder adapts a recorder.Recorder to the engine's interface (package recorder sits below
-// the engine and does not import it).
-type engineRecorder struct{ recorder.Recorder }
-
-func (r engineRecorder) Start(ctx context.Context, x *runbooks.Experiment, env injectors.Env) (experiments.RecorderSession, error) {
-	s, err := r.Recorder.Start(ctx, x, env)
-	if err != nil || s == nil {
-		return nil, err
-	}
-	return engineSession{name: r.Name(), Session: s}, nil
-}
-
-type engineSession struct {
-	name string
-	recorder.Session
-}
-
-func (s engineSession) Finish(ctx context.Context, revertedAt time.Time) experiments.Recording {
-	res := s.Session.Finish(ctx, revertedAt)
-	return experiments.Recording{Recorder: s.name, Recovered: res.Recovered, Reason: res.Reason, Data: res.Data}
 }
 
 // haltOnSignals turns SIGINT/SIGTERM and `faultline halt` (SIGUSR1 + a request file) into a

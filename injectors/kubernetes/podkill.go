@@ -75,6 +75,9 @@ func (a *podKillAction) pick(ctx context.Context) ([]pod, error) {
 
 func (a *podKillAction) Targets() []string { return describePods(a.picked) }
 
+// TargetRefs implements injectors.TargetLister: the pods the first round kills.
+func (a *podKillAction) TargetRefs() []injectors.Target { return podTargets(a.picked) }
+
 type podKillRecord struct {
 	GracePeriod *int64 `json:"gracePeriodSeconds,omitempty"`
 	Killed      int    `json:"killed"`
@@ -147,7 +150,7 @@ func (a *podKillAction) Sustain(ctx context.Context, rec injectors.Recorder, rep
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		report(injectors.Event{Time: time.Now(), Message: fmt.Sprintf("killed %d pod(s)", len(done)), Targets: describePods(done)})
+		report(injectors.Event{Time: time.Now(), Message: fmt.Sprintf("killed %d pod(s)", len(done)), Targets: describePods(done), Subjects: podTargets(done)})
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety"
 )
@@ -35,6 +36,21 @@ type pod struct {
 	UID       string `json:"uid"`
 	Node      string `json:"node,omitempty"`
 	Workload  string `json:"workload,omitempty"`
+	// wl is Workload in structured form, for the recorders (not in the ledger).
+	wl *injectors.WorkloadRef
+}
+
+// target is the pod in the structured form the recorders read.
+func (p pod) target() injectors.Target {
+	return injectors.Target{Kind: "pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID, Node: p.Node, Workload: p.wl}
+}
+
+func podTargets(ps []pod) []injectors.Target {
+	out := make([]injectors.Target, len(ps))
+	for i, p := range ps {
+		out[i] = p.target()
+	}
+	return out
 }
 
 func (p pod) String() string {
@@ -49,6 +65,7 @@ func podOf(o *corev1.Pod, w *workload) pod {
 	p := pod{Namespace: o.Namespace, Name: o.Name, UID: string(o.UID), Node: o.Spec.NodeName}
 	if w != nil {
 		p.Workload = w.String()
+		p.wl = w.ref()
 	}
 	return p
 }
@@ -62,6 +79,10 @@ type workload struct {
 	Labels                map[string]string
 	Template              map[string]string // pod template labels
 	Selector              labels.Selector
+}
+
+func (w *workload) ref() *injectors.WorkloadRef {
+	return &injectors.WorkloadRef{Kind: strings.ToLower(w.Kind), Namespace: w.Namespace, Name: w.Name}
 }
 
 func (w *workload) String() string {
@@ -212,24 +233,17 @@ func (r *resolver) replicaSet(ctx context.Context, ns, name string) (*appsv1.Rep
 }
 
 // owner returns the top-level workload of a pod (nil for a bare pod): a ReplicaSet's Deployment,
-// else the pod's controller itself.
+// else the pod's controller itself (kubeclient.TopController, shared with the recorders).
 func (r *resolver) owner(ctx context.Context, p *corev1.Pod) (*workload, error) {
 	ref := metav1.GetControllerOf(p)
-	if ref == nil {
-		return nil, nil
+	kind, name, err := kubeclient.TopController(ctx, p.Namespace, ref, func(ctx context.Context, ns, name string) (metav1.Object, error) {
+		return r.replicaSet(ctx, ns, name)
+	})
+	if apierrors.IsNotFound(err) {
+		return nil, nil // its ReplicaSet is gone: the pod is being garbage collected
 	}
-	kind, name := ref.Kind, ref.Name
-	if kind == "ReplicaSet" {
-		rs, err := r.replicaSet(ctx, p.Namespace, name)
-		if apierrors.IsNotFound(err) {
-			return nil, nil // its ReplicaSet is gone: the pod is being garbage collected
-		}
-		if err != nil {
-			return nil, err
-		}
-		if dref := metav1.GetControllerOf(rs); dref != nil && dref.Kind == "Deployment" {
-			kind, name = "Deployment", dref.Name
-		}
+	if err != nil || kind == "" {
+		return nil, err
 	}
 	key := kind + "/" + p.Namespace + "/" + name
 	if w, ok := r.owners[key]; ok {

@@ -310,6 +310,16 @@ func (a *scaleAction) Targets() []string {
 	return out
 }
 
+// TargetRefs implements injectors.TargetLister: the workloads scaled to zero.
+func (a *scaleAction) TargetRefs() []injectors.Target {
+	out := make([]injectors.Target, len(a.rec.Workloads))
+	for i, w := range a.rec.Workloads {
+		ref := &injectors.WorkloadRef{Kind: strings.ToLower(w.Kind), Namespace: w.Namespace, Name: w.Name}
+		out[i] = injectors.Target{Kind: ref.Kind, Namespace: w.Namespace, Name: w.Name, UID: w.UID, Workload: ref}
+	}
+	return out
+}
+
 func (a *scaleAction) Record() (json.RawMessage, error) { return json.Marshal(a.rec) }
 
 // Apply re-reads every workload (replicas and HPAs may have changed since Prepare), records that
@@ -502,6 +512,10 @@ func prepareKeepDown(ctx context.Context, cs k8s.Interface, spec runbooks.ShardO
 func (a *keepDownAction) Targets() []string {
 	return append(describePods(a.picked), "every pod of "+targetText(a.spec.PodTarget)+" that appears during the window")
 }
+
+// TargetRefs implements injectors.TargetLister: the pods of the shard when it was applied (the
+// ones deleted later come as events with Subjects).
+func (a *keepDownAction) TargetRefs() []injectors.Target { return podTargets(a.picked) }
 
 type keepDownRecord struct {
 	Mode    string `json:"mode"`
@@ -798,7 +812,7 @@ func (a *keepDownAction) maybeDelete(ctx context.Context, r *resolver, wl *workl
 			a.hit = lastN(append(a.hit, tp), maxRecorded)
 			a.total++
 			a.mu.Unlock()
-			a.emit(injectors.Event{Time: time.Now(), Message: "deleted a returning pod of the shard", Targets: []string{tp.String()}})
+			a.emit(injectors.Event{Time: time.Now(), Message: "deleted a returning pod of the shard", Targets: []string{tp.String()}, Subjects: []injectors.Target{tp.target()}})
 		}
 	}()
 	return nil

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
@@ -85,7 +86,7 @@ func TestScaleHelperProcess(t *testing.T) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		res := s.Finish(fctx, time.Now())
+		res := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: time.Now()})
 		doc := res.Data.(*recorder.Document)
 		out, _ := json.Marshal(map[string]any{"recovered": res.Recovered, "workloads": len(doc.Workloads), "pods": len(doc.Pods)})
 		fmt.Println(string(out))

@@ -64,7 +64,7 @@ type hpaWatch struct {
 // startHPAWatch starts watching the tracked HPAs (NAMESPACE/NAME → why) and returns once every
 // watch has its initial state.
 func startHPAWatch(ctx context.Context, cs kubernetes.Interface, tracked map[string]string, syncTimeout time.Duration, log *slog.Logger) (*hpaWatch, error) {
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithCancel(ctx)
 	w := &hpaWatch{log: log, cancel: cancel, changed: make(chan struct{}, 1),
 		hpas: map[string]*hpaState{}, eventSeen: map[string]int32{}}
 	var namespaces []string

@@ -68,7 +68,7 @@ func (p *promSource) start(ctx context.Context) error {
 	if err := p.evaluate(ctx); err != nil {
 		return fmt.Errorf("record.autoscalers prometheus %s: %w", p.spec.Name, err)
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
 	p.wg.Add(1)
 	go func() {

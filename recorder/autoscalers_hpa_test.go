@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,10 +22,12 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
+	kubeinj "github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety"
 )
 
 // A control plane whose HPA controller really scales: metrics-server reads the pod CPU kwok
@@ -255,7 +259,7 @@ func timelineOf(rec experiments.Recording, subject string) *experiments.Timeline
 // Named autoscalers: a ScaledObject is found through the HPA KEDA names after it; a name that does
 // not exist is refused before anything is applied (the engine's refusal path: exit 4).
 func TestAutoscalersNamed(t *testing.T) {
-	c := hpaCluster.Get(t)
+	c := cluster.Get(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const ns = "hpa-named"
@@ -304,6 +308,55 @@ func TestAutoscalersNamed(t *testing.T) {
 	if !errors.As(err, &refused) || refused.Rule != "record.autoscalers" || !strings.Contains(err.Error(), ns+"/nope") {
 		t.Errorf("preflight = %v, want a refusal by record.autoscalers naming the HPA", err)
 	}
+	// Through the engine: refused (exit 4) and no pod of the workload was touched.
+	rb, err := runbooks.Parse("named.yaml", []byte(`apiVersion: faultline.dev/v1alpha1
+kind: Runbook
+metadata: {name: named}
+environment: {name: test, type: local, kubernetes: {server: "`+c.Server+`"}}
+experiments:
+  - name: kill-one
+    duration: 1s
+    faults:
+      - podKill: {namespaces: [`+ns+`], labelSelector: app=worker, mode: one}
+    record:
+      autoscalers:
+        - hpa: `+ns+`/nope
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := injectors.NewRegistry(kubeinj.PodKill{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &experiments.Engine{
+		Injectors: reg, Probes: safety.DefaultProbes(), InjectorEnv: env, Ledger: ledger, Logger: slog.New(slog.DiscardHandler),
+		Preflight: []experiments.Preflight{recorder.AutoscalersPreflight(kc)},
+		Recorders: []experiments.Recorder{&recorder.Autoscalers{}},
+	}
+	before, err := cs.CoreV1().Pods(ns).List(ctx, metav1ListApp("worker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := eng.Run(ctx, rb, experiments.RunOptions{})
+	if res.Verdict != experiments.Refused || res.ExitCode != 4 || !strings.Contains(res.Reason, ns+"/nope does not exist") {
+		t.Errorf("run: verdict %s, exit %d, reason %q; want refused (exit 4) naming the HPA", res.Verdict, res.ExitCode, res.Reason)
+	}
+	after, err := cs.CoreV1().Pods(ns).List(ctx, metav1ListApp("worker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before.Items {
+		if i >= len(after.Items) || after.Items[i].UID != before.Items[i].UID || after.Items[i].DeletionTimestamp != nil {
+			t.Errorf("a pod was touched although the run was refused")
+			break
+		}
+	}
+
 	missingSO := &runbooks.Runbook{Experiments: []runbooks.Experiment{{Name: "missing-so", Faults: pause,
 		Record: &runbooks.Record{Autoscalers: []runbooks.AutoscalerSpec{{ScaledObject: ns + "/gone"}}}}}}
 	if err := recorder.AutoscalersPreflight(kc)(ctx, missingSO); err == nil || !strings.Contains(err.Error(), "keda-hpa-gone") || !strings.Contains(err.Error(), "ScaledObject") {

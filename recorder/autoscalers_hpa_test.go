@@ -159,6 +159,11 @@ func TestAutoscalersRecordRealHPA(t *testing.T) {
 	if figs == nil {
 		t.Fatalf("no figures for %s: %+v", subject, rec.Figures)
 	}
+	for _, m := range []string{"replicasBefore", "timeToScaleOut", "peakReplicas", "timeToPeak", "hitMaxReplicas", "directionChanges", "scaleEvents", "timeToBaseline"} {
+		if f := figs[m]; f.Value != nil {
+			t.Logf("%s = %g %s (±%g) %s", m, *f.Value, f.Unit, f.Uncertainty, f.Note)
+		}
+	}
 	for metric, want := range map[string]float64{"replicasBefore": 1, "peakReplicas": 3, "hitMaxReplicas": 1} {
 		if v := figValue(t, figs, metric); v != want {
 			t.Errorf("%s = %g, want %g", metric, v, want)

@@ -78,7 +78,7 @@ func TestAutoscalersPrometheusSource(t *testing.T) {
 	defer fcancel()
 	rec := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: revert})
 
-	if rec.Incomplete || !rec.Recovered {
+	if rec.Incomplete {
 		t.Fatalf("recording incomplete: %s", rec.Reason)
 	}
 	figs := figuresBySubject(rec)
@@ -139,8 +139,8 @@ func TestAutoscalersPrometheusBlindAndUnreachable(t *testing.T) {
 		fctx, fcancel := context.WithTimeout(ctx, time.Second)
 		defer fcancel()
 		rec := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: time.Now()})
-		if !rec.Incomplete || rec.Recovered || !strings.Contains(rec.Reason, "blind") || !strings.Contains(rec.Reason, "asg_desired_capacity") {
-			t.Errorf("recording = incomplete %v, recovered %v, reason %q; want incomplete, blind, naming the query", rec.Incomplete, rec.Recovered, rec.Reason)
+		if !rec.Incomplete || !strings.Contains(rec.Reason, "blind") || !strings.Contains(rec.Reason, "asg_desired_capacity") {
+			t.Errorf("recording = incomplete %v, reason %q; want incomplete, blind, naming the query", rec.Incomplete, rec.Reason)
 		}
 		for _, f := range rec.Figures {
 			if f.Value != nil || !strings.Contains(f.Note, "blind") {
@@ -162,8 +162,8 @@ func TestAutoscalersPrometheusBlindAndUnreachable(t *testing.T) {
 		defer fcancel()
 		<-fctx.Done()
 		rec := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: time.Now()})
-		if !rec.Incomplete || rec.Recovered || !strings.Contains(rec.Reason, "evaluations failed") {
-			t.Errorf("recording = incomplete %v, recovered %v, reason %q; want incomplete with failed evaluations", rec.Incomplete, rec.Recovered, rec.Reason)
+		if !rec.Incomplete || !strings.Contains(rec.Reason, "evaluations failed") {
+			t.Errorf("recording = incomplete %v, reason %q; want incomplete with failed evaluations", rec.Incomplete, rec.Reason)
 		}
 		// And a server that is down from the start refuses the recording: nothing is injected blind.
 		_, err = (&recorder.Autoscalers{}).Start(ctx, promExperiment(srv, `test_value`), injectors.Env{})

@@ -208,6 +208,11 @@ func (w *hpaWatch) onHPA(obj any) {
 	h.target = fmt.Sprintf("%s %s/%s", strings.ToLower(ref.Kind), o.Namespace, ref.Name)
 	h.targetKind, h.targetName = ref.Kind, ref.Name
 	s := scaleSample{At: now, Current: float64(o.Status.CurrentReplicas), Desired: float64(o.Status.DesiredReplicas)}
+	if s.Desired == 0 && h.min > 0 {
+		// An HPA that has not computed a replica count yet (no metrics) reports 0 desired; it is
+		// unknown, not a decision to scale to zero.
+		s.Desired = -1
+	}
 	if n := len(h.samples); n == 0 || h.samples[n-1].Current != s.Current || h.samples[n-1].Desired != s.Desired {
 		h.samples = append(h.samples, s)
 		w.notify()
@@ -350,8 +355,12 @@ func (w *hpaWatch) records(win scaleWindow) ([]AutoscalerRecord, []experiments.F
 		r := AutoscalerRecord{Subject: h.subject(), Source: "kubernetes", Why: h.why, Target: h.target,
 			MinReplicas: h.min, MaxReplicas: h.max, Conditions: h.conditions, Events: h.events, Changes: []ReplicaChange{}}
 		for _, s := range h.samples {
-			d := s.Desired
-			r.Changes = append(r.Changes, ReplicaChange{At: s.At, Current: s.Current, Desired: &d})
+			c := ReplicaChange{At: s.At, Current: s.Current}
+			if s.Desired >= 0 {
+				d := s.Desired
+				c.Desired = &d
+			}
+			r.Changes = append(r.Changes, c)
 		}
 		recs = append(recs, r)
 		hw := win

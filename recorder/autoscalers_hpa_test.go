@@ -205,8 +205,8 @@ func TestAutoscalersRecordRealHPA(t *testing.T) {
 	}
 	var desired []float64
 	var lastDesiredAt time.Time
-	for i, ch := range r.Changes {
-		if i == 0 || *ch.Desired != *r.Changes[i-1].Desired {
+	for _, ch := range r.Changes {
+		if ch.Desired != nil && (len(desired) == 0 || *ch.Desired != desired[len(desired)-1]) {
 			desired = append(desired, *ch.Desired)
 			lastDesiredAt = ch.At
 		}

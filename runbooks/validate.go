@@ -92,6 +92,7 @@ func (r *Runbook) Validate() *Validator {
 		if e.Load != nil {
 			e.Load.validate(v, p+".load")
 		}
+		validateAutoscalers(v, p+".record", e.Record)
 		if e.Recovery != nil && e.Recovery.Within <= 0 {
 			v.Errorf(p+".recovery.within", "is required and must be positive, e.g. 60s")
 		}

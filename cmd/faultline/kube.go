@@ -8,6 +8,7 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
+	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -47,7 +48,7 @@ func flagValue(c *cli.Context, name string) string {
 func withKube(eng *experiments.Engine, kc *kubeclient.Client) {
 	eng.InjectorEnv.Kube = kc
 	eng.ProbeEnv.Kube = kc
-	eng.Preflight = append(eng.Preflight, safety.KubernetesGuard(kc))
+	eng.Preflight = append(eng.Preflight, safety.KubernetesGuard(kc), recorder.AutoscalersPreflight(kc))
 }
 
 func (m *Main) clusterIDCommand() *cli.Command {

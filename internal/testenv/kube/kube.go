@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,6 +60,7 @@ type options struct {
 	startTimeout          time.Duration
 	apiserverArgs         []string
 	controllerManagerArgs []string
+	metricsServer         bool
 }
 
 // WithTokens adds static tokens to the apiserver's token file (they can only be set at start);
@@ -102,6 +104,8 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs []*process
+
+	metrics bool // started WithMetricsServer
 }
 
 // DefaultBinDir is $FAULTLINE_KUBE_BIN, or else the bin directory scripts/testenv-kube fills:
@@ -157,7 +161,11 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	if binDir == "" {
 		binDir = DefaultBinDir()
 	}
-	if missing := missingParts(binDir); len(missing) > 0 {
+	missing := missingParts(binDir)
+	if o.metricsServer {
+		missing = append(missing, missingMetricsParts(binDir)...)
+	}
+	if len(missing) > 0 {
 		msg := fmt.Sprintf("kubernetes test binaries not built: run scripts/testenv-kube (missing in %s: %s)",
 			binDir, strings.Join(missing, ", "))
 		if os.Getenv("CI") == "true" {
@@ -172,7 +180,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	}
 
 	began := time.Now()
-	c := &Cluster{t: t, Dir: t.TempDir()}
+	c := &Cluster{t: t, Dir: t.TempDir(), metrics: o.metricsServer}
 	t.Cleanup(c.stop)
 	ctx, cancel := context.WithTimeout(t.Context(), o.startTimeout)
 	defer cancel()
@@ -333,11 +341,17 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 	if err := os.MkdirAll(kwokHome, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", kwokHome, err)
 	}
+	metricsFile, crdsFile := metricsFiles(binDir)
+	if o.metricsServer {
+		if err := c.installKwokCRDs(ctx, crdsFile); err != nil {
+			return err
+		}
+	}
 	_, err = c.run(ctx, component{
 		name: "kwok", bin: bin("kwok"), ports: 1,
 		env: []string{"HOME=" + kwokHome},
 		args: func(p []int, _ int) []string {
-			return []string{
+			args := []string{
 				"--config", stagesFile(binDir),
 				"--kubeconfig", c.Kubeconfig,
 				"--manage-all-nodes=false",
@@ -345,6 +359,10 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 				"--server-address", fmt.Sprintf("127.0.0.1:%d", p[0]),
 				"--node-ip", "127.0.0.1", "--node-port", strconv.Itoa(p[0]),
 			}
+			if o.metricsServer {
+				args = append(args, kwokMetricsArgs(metricsFile)...)
+			}
+			return args
 		},
 		ready: func(ctx context.Context, p []int) error {
 			_, err := health.get(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", p[0]), "")
@@ -353,6 +371,12 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 	})
 	if err != nil {
 		return err
+	}
+
+	if o.metricsServer {
+		if err := c.startMetricsServer(ctx, binDir); err != nil {
+			return err
+		}
 	}
 
 	// Pods need their namespace's default ServiceAccount, which the controller manager creates.
@@ -470,6 +494,9 @@ func (c *Cluster) AddNodes(ctx context.Context, n int, prefix string) error {
 				Allocatable: capacity,
 				NodeInfo:    corev1.NodeSystemInfo{Architecture: "amd64", OperatingSystem: "linux"},
 			},
+		}
+		if c.metrics {
+			maps.Copy(node.Annotations, metricsNodeAnnotations(name))
 		}
 		if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create node %s: %w", name, err)

@@ -324,3 +324,25 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func(context.C
 		}
 	}
 }
+
+// TestStartWithMetricsServerMissing: a cluster asked WithMetricsServer names metrics-server and
+// kwok's metrics files among the missing parts, so that the skip says what to build.
+func TestStartWithMetricsServerMissing(t *testing.T) {
+	t.Setenv("CI", "")
+	r := &recordingTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		kube.Start(r, kube.WithBinDir(t.TempDir()), kube.WithMetricsServer())
+		r.returned = true
+	}()
+	<-done
+	if !r.skipped || r.returned {
+		t.Fatalf("skipped=%v returned=%v, want a skip", r.skipped, r.returned)
+	}
+	for _, part := range []string{"metrics-server", "kwok-metrics.yaml", "kwok-crds.yaml"} {
+		if !strings.Contains(r.msg, part) {
+			t.Errorf("message %q does not name %s", r.msg, part)
+		}
+	}
+}

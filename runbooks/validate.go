@@ -85,6 +85,7 @@ func (r *Runbook) Validate() *Validator {
 			faultNames[f.Name] = true
 		}
 		validateGuardrails(v, p+".hypothesis", e.Hypothesis)
+		validateRecord(v, p+".record", e.Record)
 		if e.Recovery != nil && e.Recovery.Within <= 0 {
 			v.Errorf(p+".recovery.within", "is required and must be positive, e.g. 60s")
 		}

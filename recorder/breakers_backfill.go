@@ -126,13 +126,11 @@ func (q breakerQueries) groupSamples(level, edge, stamp model.Matrix, start time
 			}
 			t := p.Timestamp.Time()
 			if q.age != "" {
-				// Whole seconds since the change, counted on the exporter's whole-second clock:
-				// the change lies in the second that ends v seconds before this scrape's second.
-				lo := t.Truncate(time.Second).Add(-time.Duration(v) * time.Second)
-				b.stamps = append(b.stamps, stampSample{t: t, lo: lo, hi: lo.Add(time.Second)})
+				c := t.Add(-time.Duration(v * float64(time.Second)))
+				b.stamps = append(b.stamps, stampSample{t: t, lo: c.Add(-time.Second), hi: c, width: time.Second})
 			} else {
 				at := time.Unix(0, int64(v*1e9))
-				b.stamps = append(b.stamps, stampSample{t: t, lo: at, hi: at.Add(time.Millisecond)})
+				b.stamps = append(b.stamps, stampSample{t: t, lo: at, hi: at})
 			}
 		}
 	}

@@ -26,9 +26,38 @@ type edgeEvent struct {
 	evidence bool
 }
 
-// stampSample says, at scrape time t, that the breaker's last transition lay in [lo, hi].
+// stampSample is a transition-time gauge read at scrape time t. It says the last transition
+// lay in [c, c+width] for some c in [lo, hi]. A Unix-time gauge gives lo = hi = the time and no
+// width. A gauge of whole seconds since the change, counted on the exporter's own clock (whose
+// second boundaries are not the scraper's), gives c in (t-v-1, t-v] and a width of one second:
+// one sample alone bounds the change to two seconds, but every further sample of the same change
+// narrows c, so a change known for several scrapes is bounded to one second.
 type stampSample struct {
 	t, lo, hi time.Time
+	width     time.Duration
+}
+
+// stampSlack covers the time between a scrape's timestamp and the exporter computing the value.
+const stampSlack = 50 * time.Millisecond
+
+// bound intersects the stamps read in [from, until] (until zero: no end) into the interval the
+// transition lies in; ok is false when there are none or they contradict each other.
+func bound(stamps []stampSample, from, until time.Time) (lo, hi time.Time, ok bool) {
+	var width time.Duration
+	for _, s := range stamps {
+		if s.t.Before(from) || (!until.IsZero() && s.t.After(until)) {
+			continue
+		}
+		if !ok {
+			lo, hi, width, ok = s.lo, s.hi, s.width, true
+			continue
+		}
+		lo, hi = later(lo, s.lo), earlier(hi, s.hi)
+	}
+	if !ok || hi.Before(lo) {
+		return time.Time{}, time.Time{}, false
+	}
+	return lo.Add(-stampSlack), hi.Add(width + stampSlack), true
 }
 
 // transition is one reconstructed state change, at At ± unc seconds.
@@ -95,21 +124,18 @@ func reconstruct(level []stateSample, edges []edgeEvent, stamps []stampSample, s
 	for i, g := range gaps {
 		at, unc := mid(g.a, g.b)
 		src := sourceLevel
-		// The stamp read at (or first after) the scrape that saw the change describes this
-		// transition only if no later one happened before it was read.
-		for _, s := range stamps {
-			if s.t.Before(g.b) {
-				continue
-			}
-			if i+1 < len(gaps) && s.t.After(gaps[i+1].a) {
-				break
-			}
-			lo, hi := later(g.a, s.lo), earlier(g.b, s.hi)
+		// The stamps read from the scrape that saw the change until the one before the next
+		// change all describe this transition; together they bound it.
+		var next time.Time
+		if i+1 < len(gaps) {
+			next = gaps[i+1].a
+		}
+		if lo, hi, ok := bound(stamps, g.b, next); ok {
+			lo, hi = later(g.a, lo), earlier(g.b, hi)
 			if !hi.Before(lo) {
 				at, unc = mid(lo, hi)
 				src = sourceNarrowed
 			}
-			break
 		}
 		out = append(out, transition{at: at, unc: unc, from: g.from, to: g.to, source: src})
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/testenv/breakersvc"
 	"github.com/faultline-dev/faultline/internal/testenv/prom"
@@ -40,8 +41,9 @@ func TestBreakersBlindPreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.FaultApplied("test", nil, time.Now())
-	rec := sess.Finish(ctx, time.Now())
+	first := time.Now()
+	sess.FaultApplied(experiments.AppliedFault{Name: "test", Kind: "test", At: first})
+	rec := sess.Finish(ctx, experiments.RecordingEnd{FirstFaultAt: first, RevertedAt: time.Now()})
 	if !rec.Incomplete {
 		t.Fatalf("a blind preset must make the recording incomplete: %+v", rec)
 	}
@@ -80,9 +82,10 @@ func TestBreakersPrometheusUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.FaultApplied("test", nil, time.Now())
+	first := time.Now()
+	sess.FaultApplied(experiments.AppliedFault{Name: "test", Kind: "test", At: first})
 	srv.Kill()
-	rec := sess.Finish(ctx, time.Now())
+	rec := sess.Finish(ctx, experiments.RecordingEnd{FirstFaultAt: first, RevertedAt: time.Now()})
 	if !rec.Incomplete {
 		t.Fatalf("recording with Prometheus gone is not incomplete: %+v", rec)
 	}

@@ -51,7 +51,7 @@ func runGobreakerScenario(t testing.TB, names []string, cycles int, scrape time.
 		t.Fatalf("start: %v, %v", sess, err)
 	}
 	run := gobreakerRun{scrape: scrape, first: time.Now()}
-	sess.FaultApplied("test", nil, run.first)
+	sess.FaultApplied(experiments.AppliedFault{Name: "test", Kind: "test", At: run.first})
 
 	// Each breaker alternates short opens (a third of a scrape) and long ones (two and a half
 	// scrapes), with closed spells of one and a half scrapes; the breakers run out of phase.
@@ -67,7 +67,7 @@ func runGobreakerScenario(t testing.TB, names []string, cycles int, scrape time.
 		}
 	}
 	run.revert = time.Now()
-	run.rec = sess.Finish(ctx, run.revert)
+	run.rec = sess.Finish(ctx, experiments.RecordingEnd{FirstFaultAt: run.first, RevertedAt: run.revert})
 	run.truth = svc.Transitions()
 	doc, ok := run.rec.Data.(*recorder.BreakersDocument)
 	if !ok {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
@@ -272,7 +273,7 @@ experiments:
 		t.Fatal(err)
 	}
 	const cycles = 4
-	var revertedAt time.Time
+	var revertedAt, firstAt time.Time
 	for c := 1; c <= cycles; c++ {
 		act, err := inj.Prepare(ctx, x.Faults[0], env)
 		if err != nil {
@@ -286,7 +287,10 @@ experiments:
 		if err := act.Apply(ctx, func(context.Context, json.RawMessage) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		sess.FaultApplied(x.Faults[0].Kind(), act.Targets(), at)
+		if firstAt.IsZero() {
+			firstAt = at
+		}
+		sess.FaultApplied(experiments.AppliedFault{Name: x.Faults[0].Name, Kind: x.Faults[0].Kind(), Described: act.Targets(), At: at})
 		if err := lab.waitState(ctx, "s2", "DOWN", c); err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +306,7 @@ experiments:
 			hold(ctx, 2*time.Second)
 		}
 	}
-	rec := sess.Finish(ctx, revertedAt)
+	rec := sess.Finish(ctx, experiments.RecordingEnd{FirstFaultAt: firstAt, RevertedAt: revertedAt})
 	stopTraffic()
 	if rec.Incomplete || !rec.Recovered {
 		t.Fatalf("incomplete=%v recovered=%v: %s", rec.Incomplete, rec.Recovered, rec.Reason)

@@ -86,7 +86,6 @@ type breakerSession struct {
 	start  time.Time
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
-
 }
 
 // FaultApplied implements experiments.RecorderSession. Breakers are found by their metrics, not
@@ -245,7 +244,9 @@ func (s *breakerSession) waitIngested(ctx context.Context, g *breakerGroup, end 
 	if !isSelector(q) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*interval(g.spec)+5*time.Second)
+	// Bounded on its own: the engine's deadline may already have passed (a breaker kept open
+	// until the end), and the read-back must still see the last scrape.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*interval(g.spec)+5*time.Second)
 	defer cancel()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -423,8 +424,8 @@ func breakerFigures(key, subject string, tr track, hasEdge bool, start, firstFau
 		}
 		if t.to == stateOpen {
 			n++
-			if toOpen.Value == nil && t.at.Add(time.Duration(t.unc*float64(time.Second))).After(firstFault) {
-				toOpen.Value, toOpen.Uncertainty = val(max(0, t.at.Sub(firstFault).Seconds())), round3(t.unc)
+			if d, unc, ok := sinceRef(*t, firstFault); toOpen.Value == nil && ok {
+				toOpen.Value, toOpen.Uncertainty = val(d), round3(unc)
 			}
 		}
 		if t.to == stateClosed {
@@ -461,16 +462,29 @@ func breakerFigures(key, subject string, tr track, hasEdge bool, start, firstFau
 		still.Value = val(0)
 	default:
 		still.Value = val(0)
-		d := 0.0
+		d, unc, ok := 0.0, 0.0, false
 		if lastClose != nil {
-			d = lastClose.at.Sub(revertedAt).Seconds()
-			toClose.Uncertainty = round3(lastClose.unc)
+			d, unc, ok = sinceRef(*lastClose, revertedAt)
 		}
-		if d <= 0 {
+		if !ok {
 			toClose.Note = "closed before the revert"
-			d = 0
 		}
-		toClose.Value = val(d)
+		toClose.Value, toClose.Uncertainty = val(d), round3(unc)
 	}
 	return []experiments.Figure{toOpen, opens, openTime, toClose, still}
+}
+
+// sinceRef is how long after ref transition t happened, with its ±. When t's interval straddles
+// ref (the change and ref fell between the same two scrapes) only the part after ref counts: the
+// breaker reacted to the fault (or the revert), so it changed after it. ok is false when t lies
+// wholly before ref.
+func sinceRef(t transition, ref time.Time) (d, unc float64, ok bool) {
+	u := time.Duration(t.unc * float64(time.Second))
+	lo, hi := t.at.Add(-u), t.at.Add(u)
+	if hi.Before(ref) {
+		return 0, 0, false
+	}
+	lo = later(lo, ref)
+	m, unc := mid(lo, hi)
+	return m.Sub(ref).Seconds(), unc, true
 }

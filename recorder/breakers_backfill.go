@@ -16,22 +16,48 @@ import (
 // recording window, so that no transition between two live evaluations is lost. A plain selector
 // is read as raw samples (the exact scrape times); any other expression with a range query.
 
+// readChunk bounds one raw read-back query: a long recording of many breakers is read in pieces,
+// so that faultline never holds more than one piece's decoded response at once.
+const readChunk = 2 * time.Minute
+
 // fetchWindow returns the series of q between from and to.
-func fetchWindow(ctx context.Context, api promv1.API, q string, from, to time.Time) (model.Matrix, error) {
+func fetchWindow(ctx context.Context, api promv1.API, q string, from, to time.Time, timeout, chunk time.Duration) (model.Matrix, error) {
+	query := func(q string, at time.Time) (model.Value, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		v, _, _, err := api.Query(ctx, q, at)
+		return v, err
+	}
 	if isSelector(q) {
-		rng := to.Sub(from).Round(time.Millisecond)
-		v, _, _, err := api.Query(ctx, fmt.Sprintf("%s[%dms]", q, rng.Milliseconds()), to)
-		if err != nil {
-			return nil, fmt.Errorf("read back %s: %w", q, err)
+		// A range selector at t covers (t-d, t], so consecutive pieces neither overlap nor miss.
+		var out model.Matrix
+		idx := map[model.Fingerprint]*model.SampleStream{}
+		for start := from; start.Before(to); start = start.Add(chunk) {
+			end := earlier(start.Add(chunk), to)
+			v, err := query(fmt.Sprintf("%s[%dms]", q, end.Sub(start).Round(time.Millisecond).Milliseconds()), end)
+			if err != nil {
+				return nil, fmt.Errorf("read back %s: %w", q, err)
+			}
+			m, ok := v.(model.Matrix)
+			if !ok {
+				return nil, fmt.Errorf("read back %s: got a %s, want a range vector", q, v.Type())
+			}
+			for _, ss := range m {
+				fp := ss.Metric.Fingerprint()
+				if cur := idx[fp]; cur != nil {
+					cur.Values = append(cur.Values, ss.Values...)
+					continue
+				}
+				idx[fp] = ss
+				out = append(out, ss)
+			}
 		}
-		m, ok := v.(model.Matrix)
-		if !ok {
-			return nil, fmt.Errorf("read back %s: got a %s, want a range vector", q, v.Type())
-		}
-		return m, nil
+		return out, nil
 	}
 	// A range query returns at most 11,000 points per series.
 	step := max(time.Second, to.Sub(from)/10000).Truncate(time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	v, _, _, err := api.QueryRange(ctx, q, promv1.Range{Start: from, End: to, Step: step})
 	if err != nil {
 		return nil, fmt.Errorf("range query %s: %w", q, err)

@@ -281,9 +281,7 @@ func (s *breakerSession) backfill(ctx context.Context, g *breakerGroup, firstFau
 		if q == "" {
 			return nil, nil
 		}
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		return fetchWindow(qctx, g.api, q, from, end)
+		return fetchWindow(context.WithoutCancel(ctx), g.api, q, from, end, timeout, readChunk)
 	}
 	level, errL := read(g.q.level)
 	edge, errE := read(g.q.edge)

@@ -95,6 +95,9 @@ func (b *BreakerSpec) validate(v *Validator, path string) {
 	}
 	custom := map[string]string{"level": b.Level, "edge": b.Edge, "transitionTime": b.TransitionTime, "transitionAge": b.TransitionAge, "stateLabel": b.StateLabel}
 	if b.Preset == "custom" {
+		if b.Selector != "" {
+			v.Errorf(path+".selector", "is for the presets' queries; with preset custom, put the matchers in your queries")
+		}
 		if b.Level == "" && b.Edge == "" {
 			v.Errorf(path+".level", "is required with preset custom (or give edge alone), e.g. my_breaker_open")
 		}

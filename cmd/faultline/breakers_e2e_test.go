@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
 
+	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/internal/testenv/breakersvc"
 	"github.com/faultline-dev/faultline/internal/testenv/prom"
 )
@@ -84,5 +86,54 @@ func TestBreakersRecordedInRun(t *testing.T) {
 	}
 	if figs["breakers/gobreaker pay/opens"] != 1 || figs["breakers/gobreaker pay/stillOpen"] != 0 || figs["breakers/gobreaker pay/timeToOpen"] <= 0 {
 		t.Errorf("figures = %v, want one open, closed at the end, a positive time to open", figs)
+	}
+}
+
+// A breaker left open past the revert misses breakers.closedWithin: exit 1, and the result names
+// the objective, the breaker's figure and why.
+func TestBreakersObjectiveMissed(t *testing.T) {
+	t.Parallel()
+	s := prom.Start(t)
+	svc, err := breakersvc.New(s.Target.Registry, breakersvc.Config{Names: []string{"pay"}, OpenFor: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.WaitVector(ctx, `gobreaker_state{state="closed"} == 1`, func(v model.Vector) bool { return len(v) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	v := startVictims(t, 1)[0]
+	rb := breakersRunbook + `    objectives:
+      breakers: {closedWithin: 1s, maxOpens: 1}
+`
+	run := startFaultline(t, nil, t.TempDir(), "run", "--output", "json", runbook(t, rb, struct{ URL, PidFile string }{s.URL, v.PidFile}))
+	waitStopped(t, run, v)
+	for range 3 {
+		_ = svc.Call("pay", false) // open, and it stays open (OpenFor is an hour)
+	}
+	out := run.wait(t, time.Minute)
+	if out.code != 1 {
+		t.Fatalf("exit %d, want 1 (objective missed)\nstderr:\n%s", out.code, out.stderr)
+	}
+	r := out.result(t)
+	x := r.Experiments[0]
+	if !strings.Contains(x.Reason, "breakers.closedWithin") {
+		t.Errorf("reason %q does not name breakers.closedWithin", x.Reason)
+	}
+	var closed, opens *experiments.ObjectiveResult
+	for i, o := range x.Objectives {
+		switch o.Name {
+		case "breakers.closedWithin":
+			closed = &x.Objectives[i]
+		case "breakers.maxOpens":
+			opens = &x.Objectives[i]
+		}
+	}
+	if closed == nil || closed.Passed || closed.Figure != "breakers/gobreaker pay/timeToClose" || !strings.Contains(closed.Reason, "still open") {
+		t.Errorf("closedWithin result = %+v, want failed on breakers/gobreaker pay/timeToClose, still open", closed)
+	}
+	if opens == nil || !opens.Passed {
+		t.Errorf("maxOpens result = %+v, want passed (one open)", opens)
 	}
 }

@@ -87,18 +87,7 @@ var promOps = []string{"<", "<=", ">", ">=", "==", "!="}
 var metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 
 func (p *PrometheusProbe) validate(v *Validator, path string) {
-	u, err := url.Parse(p.Address)
-	switch {
-	case p.Address == "":
-		v.Errorf(path+".address", "is required, e.g. http://prometheus:9090")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		v.Errorf(path+".address", "%q is not an absolute http:// or https:// URL", p.Address)
-	case u.User != nil:
-		v.Errorf(path+".address", "must not hold credentials: use basicAuth or bearerTokenFile")
-	case u.RawQuery != "" || u.Fragment != "":
-		v.Errorf(path+".address", "must not have a query or fragment: give the base URL of the API")
-	}
-
+	p.validateConnection(v, path)
 	switch {
 	case p.SLO != nil && (p.Query != "" || p.Op != "" || p.Threshold != nil):
 		v.Errorf(path, "slo and query/op/threshold are exclusive: choose one")
@@ -122,6 +111,24 @@ func (p *PrometheusProbe) validate(v *Validator, path string) {
 	default:
 		v.Errorf(path+".onEmpty", "must be fail or ignore, got %q", p.OnEmpty)
 	}
+}
+
+// validateConnection checks the fields every Prometheus client shares (address, credentials,
+// TLS, headers), so that the breaker recorder validates them the same way; it returns the parsed
+// address (nil when it does not parse).
+func (p *PrometheusProbe) validateConnection(v *Validator, path string) *url.URL {
+	u, err := url.Parse(p.Address)
+	switch {
+	case p.Address == "":
+		v.Errorf(path+".address", "is required, e.g. http://prometheus:9090")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.Errorf(path+".address", "%q is not an absolute http:// or https:// URL", p.Address)
+	case u.User != nil:
+		v.Errorf(path+".address", "must not hold credentials: use basicAuth or bearerTokenFile")
+	case u.RawQuery != "" || u.Fragment != "":
+		v.Errorf(path+".address", "must not have a query or fragment: give the base URL of the API")
+	}
+
 	for k := range p.Headers {
 		switch {
 		case !validHeaderName(k):
@@ -149,6 +156,7 @@ func (p *PrometheusProbe) validate(v *Validator, path string) {
 			v.Errorf(path+".tls", "is set but address %q is http://; use https://", p.Address)
 		}
 	}
+	return u
 }
 
 func validOp(op string) bool {

@@ -93,6 +93,7 @@ func (r *Runbook) Validate() *Validator {
 			e.Load.validate(v, p+".load")
 		}
 		validateAutoscalers(v, p+".record", e.Record)
+		validateRecord(v, p+".record", e.Record)
 		if e.Recovery != nil && e.Recovery.Within <= 0 {
 			v.Errorf(p+".recovery.within", "is required and must be positive, e.g. 60s")
 		}

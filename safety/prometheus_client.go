@@ -10,19 +10,19 @@ import (
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
-// NewPrometheusAPI returns a Prometheus API client for the connection settings of p (address,
-// headers, credentials, TLS) — the same transport the Prometheus guardrail uses — so that the
-// recorders reading Prometheus accept exactly the connection fields the guardrails do. Credential
-// files are checked now and re-read on every request.
-func NewPrometheusAPI(p *runbooks.PrometheusProbe) (promv1.API, error) {
-	addr := strings.TrimSuffix(p.Address, "/")
-	rt, err := promRoundTripper(p)
+// NewPrometheusAPI builds a client of the Prometheus HTTP API from the connection fields of conn
+// (address, credentials, TLS, headers; the query fields are ignored): the same transport a
+// prometheus guardrail uses, for the recorders that read Prometheus too. Instant, range and
+// raw-sample (range selector) queries all go through it.
+func NewPrometheusAPI(conn *runbooks.PrometheusProbe) (promv1.API, error) {
+	address := strings.TrimSuffix(conn.Address, "/")
+	rt, err := promRoundTripper(conn)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: %w", addr, err)
+		return nil, fmt.Errorf("prometheus %s: %w", address, err)
 	}
-	client, err := api.NewClient(api.Config{Address: addr, RoundTripper: rt})
+	client, err := api.NewClient(api.Config{Address: address, RoundTripper: rt})
 	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: %w", addr, err)
+		return nil, fmt.Errorf("prometheus %s: %w", address, err)
 	}
 	return promv1.NewAPI(client), nil
 }

@@ -186,7 +186,7 @@ func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) 
 		Logger:    log,
 		Metrics:   met,
 		Preflight: []experiments.Preflight{safety.HostAllowed},
-		Recorders: []experiments.Recorder{&recorder.Workloads{}, &recorder.Autoscalers{}},
+		Recorders: []experiments.Recorder{&recorder.Workloads{}, &recorder.Autoscalers{}, &recorder.Breakers{Logger: log}},
 	}, met
 }
 

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -165,12 +164,6 @@ func procStatus(b *testing.B) (rss, hwm int) {
 	return rss, hwm
 }
 
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
 // BenchmarkAutoscalerRecordingCost measures what recording 50 HPAs costs this process: CPU
 // seconds and memory over a period with the recorder, against the same period without it, in the
 // same run. In both periods the HPAs change all the time: one of them every 200 ms (each every
@@ -223,15 +216,15 @@ func BenchmarkAutoscalerRecordingCost(b *testing.B) {
 	}
 	for b.Loop() {
 		runtime.GC()
-		cpu0 := cpuSeconds()
+		cpu0 := cpuSeconds(b)
 		churn(period)
 		runtime.GC()
-		cpuBase := cpuSeconds() - cpu0
+		cpuBase := cpuSeconds(b) - cpu0
 		rssBase, _ := procStatus(b)
 
 		x := &runbooks.Experiment{Name: "cost", Faults: []runbooks.Fault{{ProcessPause: &runbooks.ProcessPause{}}},
 			Record: &runbooks.Record{Autoscalers: specs}}
-		cpu1 := cpuSeconds()
+		cpu1 := cpuSeconds(b)
 		s, err := (&recorder.Autoscalers{}).Start(ctx, x, injectors.Env{Kube: envFor(b, c).Kube})
 		if err != nil {
 			b.Fatal(err)
@@ -245,7 +238,7 @@ func BenchmarkAutoscalerRecordingCost(b *testing.B) {
 		fctx, fcancel := context.WithTimeout(ctx, time.Second)
 		rec := s.Finish(fctx, experiments.RecordingEnd{RevertedAt: time.Now()})
 		fcancel()
-		cpuRec := cpuSeconds() - cpu1
+		cpuRec := cpuSeconds(b) - cpu1
 		events := 0
 		for _, a := range rec.Data.(*recorder.AutoscalerDocument).Autoscalers {
 			events += len(a.Events) + len(a.Changes)

@@ -14,6 +14,7 @@ type Runbook struct {
 	Policy      Policy       `yaml:"policy,omitempty" json:"policy,omitempty" doc:"Limits on what the faults may touch (blast radius)."`
 	Guardrails  []Guardrail  `yaml:"guardrails,omitempty" json:"guardrails,omitempty" doc:"SLO checks that must hold before injection (steady state), are watched during it (a breach halts and reverts everything) and must hold again after it."`
 	Experiments []Experiment `yaml:"experiments" json:"experiments" doc:"Run in order; a halted or not-started experiment stops the game day."`
+	Baseline    *Baseline    `yaml:"baseline,omitempty" json:"baseline,omitempty" doc:"How a run is compared with a baseline run (--baseline, faultline compare): tolerances for the recovery figures."`
 }
 
 // Metadata names and labels a runbook.

@@ -50,6 +50,7 @@ func (r *Runbook) Validate() *Validator {
 		v.Errorf("policy.maxTargets", "must not be negative")
 	}
 	validateGuardrails(v, "guardrails", r.Guardrails)
+	r.Baseline.validate(v, "baseline")
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
 	if len(r.Experiments) == 0 {
 		v.Errorf("experiments", "at least one experiment is required")

@@ -51,6 +51,7 @@ func derived(res *experiments.Result, x *experiments.ExperimentResult) []experim
 		f := experiments.Figure{Key: "engine/experiment/timeToRecover", Subject: "experiment", Metric: "timeToRecover", Unit: "s"}
 		if d, err := time.ParseDuration(rec.TimeToRecover); err == nil && rec.Recovered {
 			f.Value = seconds(d)
+			f.Uncertainty = maxGap(x.Guardrails)
 		} else if !rec.Recovered {
 			f.Note = "not recovered within " + rec.Within
 		}
@@ -62,6 +63,7 @@ func derived(res *experiments.Result, x *experiments.ExperimentResult) []experim
 			f := experiments.Figure{Key: "guardrails/" + g.Name + "/timeToRecover", Subject: "guardrail " + g.Name, Metric: "timeToRecover", Unit: "s"}
 			if at, ok := healthyFrom(g.Observations, last); ok {
 				f.Value = seconds(max(0, at.Sub(last)))
+				f.Uncertainty = maxGap([]experiments.GuardrailResult{g})
 			} else {
 				f.Note = "still failing at the end of the recovery window"
 			}
@@ -104,4 +106,16 @@ func healthyFrom(obs []experiments.PhasedSample, after time.Time) (time.Time, bo
 		}
 	}
 	return at, healthy
+}
+
+// maxGap is the longest interval between two consecutive evaluations of the guardrails, in
+// seconds: a recovery seen by an evaluation happened at most that long before it.
+func maxGap(gs []experiments.GuardrailResult) float64 {
+	var gap time.Duration
+	for _, g := range gs {
+		for i := 1; i < len(g.Observations); i++ {
+			gap = max(gap, g.Observations[i].Time.Sub(g.Observations[i-1].Time))
+		}
+	}
+	return gap.Seconds()
 }

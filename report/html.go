@@ -32,6 +32,11 @@ func cspHash(s string) string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
+// CSP is the page's Content-Security-Policy: its one style and one script, by hash; nothing else.
+func CSP() string {
+	return "default-src 'none'; style-src " + cspHash(reportCSS) + "; script-src " + cspHash(reportJS) + "; img-src 'none'; base-uri 'none'; form-action 'none'"
+}
+
 // HTML writes one self-contained page for one or more runs.
 func HTML(w io.Writer, results ...*experiments.Result) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
@@ -42,13 +47,13 @@ func HTML(w io.Writer, results ...*experiments.Result) error {
 	}
 	p.printf(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src %s; script-src %s; img-src 'none'; base-uri 'none'; form-action 'none'">
+<meta http-equiv="Content-Security-Policy" content="%s">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="faultline">
 <title>%s</title>
 <style>%s</style>
 </head><body>
-`, cspHash(reportCSS), cspHash(reportJS), esc(title), reportCSS)
+`, CSP(), esc(title), reportCSS)
 	for i, res := range results {
 		p.run(res, fmt.Sprintf("r%d", i))
 	}

@@ -48,7 +48,7 @@ touched, without touching it.
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
 			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one (letters and digits, at most 12)"},
-		}, kubeFlags()...),
+		}, append(reportFlags(), kubeFlags()...)...),
 		Action: m.run,
 	}
 }
@@ -74,6 +74,10 @@ func (m *Main) run(c *cli.Context) error {
 	if err != nil {
 		fmt.Fprintln(m.Stderr, err)
 		return exitWith(exitInvalid, fmt.Errorf("%s is not a valid runbook", file))
+	}
+	reports, err := prepareReports(c, rb)
+	if err != nil {
+		return err
 	}
 	if runID == "" {
 		runID = experiments.NewRunID()
@@ -115,6 +119,7 @@ func (m *Main) run(c *cli.Context) error {
 	}
 
 	res := eng.Run(ctx, rb, experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")})
+	reports.finish(m, res)
 
 	if path := c.String("result-file"); path != "" {
 		if err := writeJSONFile(path, res); err != nil {
@@ -184,6 +189,7 @@ func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) 
 		Metrics:   met,
 		Preflight: []experiments.Preflight{safety.HostAllowed},
 		Recorders: []experiments.Recorder{engineRecorder{&recorder.Workloads{}}},
+		Version:   version,
 	}, met
 }
 

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -282,10 +283,13 @@ func timelineChart(r *experiments.Recording, tl *experiments.Timeline, a axis) c
 	case "state":
 		c.H = stateH
 		hs := hoverStates{Name: tl.Subject}
-		for i, s := range tl.States {
+		// Recorders append in time order; a merged or hand-made lane may not be.
+		states := slices.Clone(tl.States)
+		slices.SortStableFunc(states, func(a, b experiments.StateChange) int { return a.At.Compare(b.At) })
+		for i, s := range states {
 			end := a.t0.Add(a.span)
-			if i+1 < len(tl.States) {
-				end = tl.States[i+1].At
+			if i+1 < len(states) {
+				end = states[i+1].At
 			}
 			x0, x1 := a.x(s.At), a.x(end)
 			label := fmt.Sprintf("%s from %s", s.State, clock(s.At))
@@ -299,7 +303,7 @@ func timelineChart(r *experiments.Recording, tl *experiments.Timeline, a axis) c
 		}
 		c.Hover.States = []hoverStates{hs}
 		seen := map[string]bool{}
-		for _, s := range tl.States {
+		for _, s := range states {
 			if !seen[s.State] {
 				seen[s.State] = true
 				c.Legend = append(c.Legend, legendItem{stateClass(s.State), s.State})
@@ -315,6 +319,7 @@ func timelineChart(r *experiments.Recording, tl *experiments.Timeline, a axis) c
 				pts = append(pts, pt{X: a.x(p.T), V: p.V, T: a.ms(p.T)})
 				lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
 			}
+			slices.SortStableFunc(pts, func(a, b pt) int { return cmp.Compare(a.T, b.T) })
 			pts = downsample(pts, plotWidth/buckets)
 			cls := fmt.Sprintf("s%d", i%6)
 			c.Lines = append(c.Lines, line{Name: s.Name, Class: cls, Step: true, Pts: pts})

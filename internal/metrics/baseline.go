@@ -16,4 +16,3 @@ func (d *Daemon) BaselineRegressions(schedule string, n int) {
 		d.regressions.WithLabelValues(schedule).Set(float64(n))
 	}
 }
-

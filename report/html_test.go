@@ -186,3 +186,25 @@ func TestHTMLSelfContained(t *testing.T) {
 		}
 	}
 }
+
+// Names come from runbooks and recorders: markup in them is text, in the page and in its data.
+func TestHTMLEscapesNames(t *testing.T) {
+	res := haltedResult()
+	evil := `<img src=x onerror=alert(1)></script><script>alert(2)</script>`
+	res.Runbook = evil
+	x := &res.Experiments[1]
+	x.Name, x.Reason = evil, evil
+	x.Guardrails[0].Name = evil
+	x.Recordings[0].Timelines[0].States[1].State = evil
+	x.Recordings[1].Timelines[0].Series[0].Name = evil
+	var buf bytes.Buffer
+	if err := HTML(&buf, res); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "<script"); n != 3 { // two data blocks and the page's script
+		t.Errorf("%d <script elements, want 3 (two experiments' data and the page's own)", n)
+	}
+	if strings.Contains(buf.String(), "<img") {
+		t.Error("a name's markup reached the page")
+	}
+}

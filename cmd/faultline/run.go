@@ -41,6 +41,11 @@ fails (exit 1).
 --dry-run resolves every target against the live system and prints exactly what would be
 touched, without touching it.
 
+--report FORMAT=FILE (repeatable) also writes a report: html (one offline page with the
+timeline), junit (for CI test reporters) or markdown; with $GITHUB_STEP_SUMMARY set, the
+Markdown summary is appended there. --baseline PREVIOUS.json compares every recovery figure
+with an earlier run's; a figure worse than its tolerance fails the run (exit 1).
+
 ` + exitCodesHelp,
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be touched, touch nothing"},

@@ -186,7 +186,11 @@ func printComparison(w io.Writer, c *experiments.BaselineComparison) {
 			if f.Failing() {
 				mark = "✗ "
 			}
-			fmt.Fprintf(w, "  %s%-10s %-52s %s (tolerance %s)\n", mark, f.Status, f.Key, f.Detail, f.Tolerance)
+			tol := ""
+			if f.Status != experiments.StatusRegressed { // a regression's detail names it already
+				tol = " (tolerance " + f.Tolerance + ")"
+			}
+			fmt.Fprintf(w, "  %s%-10s %-52s %s%s\n", mark, f.Status, f.Key, f.Detail, tol)
 		}
 	}
 	if n := len(c.Failures()); n > 0 {

@@ -46,6 +46,8 @@ type Engine struct {
 	RevertTimeout time.Duration
 	// RecoveryWindow is the after-phase window used when an experiment sets no recovery (default 30s).
 	RecoveryWindow time.Duration
+	// Version is faultline's version, written into each result document.
+	Version string
 }
 
 // Preflight is a check made before a run touches anything.
@@ -90,6 +92,7 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 		opts.RunID = NewRunID()
 	}
 	res := &Result{RunID: opts.RunID, Runbook: rb.Metadata.Name, Environment: rb.Environment.Name, StartedAt: time.Now(), Verdict: Passed}
+	e.stamp(res, rb)
 	log := e.logger().With("run", opts.RunID, "runbook", rb.Metadata.Name)
 	defer func() {
 		res.EndedAt = time.Now()

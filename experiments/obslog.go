@@ -24,6 +24,11 @@ func newObsLog(gs []*safety.Guardrail, e *Engine) *obsLog {
 	l := &obsLog{e: e, order: gs, byName: map[string]*GuardrailResult{}, last: map[string]safety.Observation{}}
 	for _, g := range gs {
 		l.byName[g.Name] = &GuardrailResult{Name: g.Name, Kind: g.Kind, Describe: g.Probe.Describe()}
+		if lim, ok := g.Probe.(safety.Limiter); ok {
+			if v, op, ok := lim.Limit(); ok {
+				l.byName[g.Name].Threshold, l.byName[g.Name].ThresholdOp = &v, op
+			}
+		}
 	}
 	return l
 }

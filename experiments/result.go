@@ -73,6 +73,20 @@ func Worse(a, b Verdict) Verdict {
 
 // Result is the document `faultline run --output json` prints and the daemon stores.
 type Result struct {
+	// SchemaVersion is the version of this document's format (ResultSchemaVersion when written);
+	// absent in documents written before it was introduced, which read as version 1.
+	SchemaVersion int `json:"schemaVersion,omitempty"`
+	// FaultlineVersion is the version of the faultline that wrote the document.
+	FaultlineVersion string `json:"faultlineVersion,omitempty"`
+	// RunbookDigest identifies the runbook's content (runbooks.Digest), so that a baseline
+	// comparison can tell that the runbook changed between two runs.
+	RunbookDigest string `json:"runbookDigest,omitempty"`
+	// Identity says where the run ran (the host, the cluster the golden-copy guard verified).
+	Identity *EnvironmentIdentity `json:"environmentIdentity,omitempty"`
+	// ExperimentNames lists the runbook's experiments in order, those not reached included, so
+	// that a report can show what a halt skipped.
+	ExperimentNames []string `json:"experimentNames,omitempty"`
+
 	RunID       string             `json:"runId"`
 	Runbook     string             `json:"runbook"`
 	Environment string             `json:"environment"`
@@ -87,6 +101,8 @@ type Result struct {
 	Load *load.Summary `json:"load,omitempty"`
 	// Plan is set by --dry-run: exactly what would be touched, resolved against the live system now.
 	Plan []PlannedExperiment `json:"plan,omitempty"`
+	// Baseline is this run compared with a baseline run (--baseline); a regression fails the run.
+	Baseline *BaselineComparison `json:"baseline,omitempty"`
 }
 
 // Halt says why and when a run was halted.
@@ -151,6 +167,11 @@ type GuardrailResult struct {
 	Blind        bool           `json:"blind,omitempty"` // some evaluations could not see the source
 	Observations []PhasedSample `json:"observations"`
 	Truncated    int            `json:"truncated,omitempty"`
+
+	// Threshold is the limit the check compares each value with, for probes that have one
+	// (safety.Limiter); ThresholdOp is the comparison that passes ("<=", ">", ...).
+	Threshold   *float64 `json:"threshold,omitempty"`
+	ThresholdOp string   `json:"thresholdOp,omitempty"`
 }
 
 // PhasedSample is an observation with the lifecycle phase it was made in.

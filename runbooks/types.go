@@ -16,6 +16,7 @@ type Runbook struct {
 	Load        *LoadSpec    `yaml:"load,omitempty" json:"load,omitempty" doc:"HTTP load faultline drives from before the first steady-state check to the end of the last experiment's recovery window."`
 	Experiments []Experiment `yaml:"experiments" json:"experiments" doc:"Run in order; a halted or not-started experiment stops the game day."`
 	Objectives  *Objectives  `yaml:"objectives,omitempty" json:"objectives,omitempty" doc:"Default recovery objectives for every experiment; a group an experiment sets (breakers, autoscaling, workloads, detection) replaces the default's."`
+	Baseline    *Baseline    `yaml:"baseline,omitempty" json:"baseline,omitempty" doc:"How a run is compared with a baseline run (--baseline, faultline compare): tolerances for the recovery figures."`
 }
 
 // Metadata names and labels a runbook.

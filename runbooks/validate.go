@@ -54,6 +54,7 @@ func (r *Runbook) Validate() *Validator {
 		r.Load.validate(v, "load")
 	}
 	r.validateLoadGuardrails(v)
+	r.Baseline.validate(v, "baseline")
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
 	defer r.validateObjectives(v)
 	if len(r.Experiments) == 0 {

@@ -335,6 +335,15 @@ func TestStatusAndHistoryOutput(t *testing.T) {
 	want(t, s.as(t, s.readerFile, "history", "--schedule", "long"), 0, "no runs")
 	want(t, s.as(t, s.readerFile, "history", "--since", "1h", "--schedule", "quick"), 0, ids[0], ids[1])
 	want(t, s.as(t, s.readerFile, "history", ids[0]), 0, "schedule quick · trigger api:ci", "run "+ids[0], "verdict: passed")
+	// The second run was compared with the first by the daemon; its report says so.
+	want(t, s.as(t, s.readerFile, "history", "--report", "markdown", ids[1]), 0, "Baseline `"+ids[0]+"`: no figure got worse")
+	page := filepath.Join(t.TempDir(), "run.html")
+	want(t, s.as(t, s.readerFile, "history", "--report", "html", "--report-file", page, ids[1]), 0)
+	if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), "Content-Security-Policy") || !strings.Contains(string(b), ids[1]) {
+		t.Errorf("history --report html: %v", err)
+	}
+	want(t, s.as(t, s.readerFile, "history", "--report", "pdf", ids[1]), exitInvalid)
+	want(t, s.as(t, s.readerFile, "history", "--report", "html"), exitInvalid)
 
 	o = s.as(t, s.readerFile, "history", "--verdict", "great")
 	want(t, o, exitInvalid)

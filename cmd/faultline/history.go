@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/faultline-dev/faultline/internal/api"
+	"github.com/faultline-dev/faultline/report"
 )
 
 func (m *Main) historyCommand() *cli.Command {
@@ -30,6 +32,8 @@ Exit codes: 0 answered, 4 refused (bad filter, unknown run, no or wrong token),
 			&cli.StringFlag{Name: "verdict", Usage: "only finished runs with this verdict (passed, failed, halted, not-started, refused, aborted, revert-incomplete)"},
 			&cli.StringFlag{Name: "since", Usage: "only runs started since: a duration back from now (24h) or an RFC 3339 time"},
 			&cli.IntFlag{Name: "limit", Value: 20, Usage: "at most this many finished runs"},
+			&cli.StringFlag{Name: "report", Usage: "with RUN_ID: print the run's report instead, in this format (html, junit, markdown, text)"},
+			&cli.StringFlag{Name: "report-file", Usage: "with --report: write the report to this file"},
 			outputFlag("text (a table, or the result for people) or json"),
 		),
 		Action: func(c *cli.Context) error {
@@ -50,7 +54,13 @@ Exit codes: 0 answered, 4 refused (bad filter, unknown run, no or wrong token),
 						return exitWith(exitInvalid, fmt.Errorf("--%s lists runs; it does not go with a RUN_ID", f))
 					}
 				}
+				if f := c.String("report"); f != "" {
+					return m.runReport(c, a, c.Args().First(), f)
+				}
 				return m.showRun(c, a, c.Args().First(), output)
+			}
+			if c.IsSet("report") {
+				return exitWith(exitInvalid, errors.New("--report needs a RUN_ID"))
 			}
 			q := url.Values{}
 			for _, f := range []string{"schedule", "runbook", "verdict", "since"} {
@@ -119,4 +129,19 @@ func printRun(w io.Writer, run *api.RunResponse) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// runReport renders a finished run's stored result here, as 'faultline report' would.
+func (m *Main) runReport(c *cli.Context, a *apiClient, id, format string) error {
+	if err := report.CheckFormat(format); err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--report: %w", err))
+	}
+	run, err := a.run(c.Context, id)
+	if err != nil {
+		return apiExit(err)
+	}
+	if run.Result == nil {
+		return exitWith(exitInvalid, fmt.Errorf("run %s has no result yet (%s)", id, run.State))
+	}
+	return m.writeReport(format, c.String("report-file"), run.Result)
 }

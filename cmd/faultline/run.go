@@ -41,6 +41,11 @@ fails (exit 1).
 --dry-run resolves every target against the live system and prints exactly what would be
 touched, without touching it.
 
+--report FORMAT=FILE (repeatable) also writes a report: html (one offline page with the
+timeline), junit (for CI test reporters) or markdown; with $GITHUB_STEP_SUMMARY set, the
+Markdown summary is appended there. --baseline PREVIOUS.json compares every recovery figure
+with an earlier run's; a figure worse than its tolerance fails the run (exit 1).
+
 ` + exitCodesHelp,
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be touched, touch nothing"},
@@ -48,7 +53,7 @@ touched, without touching it.
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
 			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one (letters and digits, at most 12)"},
-		}, kubeFlags()...),
+		}, append(reportFlags(), kubeFlags()...)...),
 		Action: m.run,
 	}
 }
@@ -74,6 +79,10 @@ func (m *Main) run(c *cli.Context) error {
 	if err != nil {
 		fmt.Fprintln(m.Stderr, err)
 		return exitWith(exitInvalid, fmt.Errorf("%s is not a valid runbook", file))
+	}
+	reports, err := prepareReports(c, rb)
+	if err != nil {
+		return err
 	}
 	if runID == "" {
 		runID = experiments.NewRunID()
@@ -118,6 +127,7 @@ func (m *Main) run(c *cli.Context) error {
 	if ui != nil {
 		ui.done() // before the summary, which would otherwise start on the status line
 	}
+	reports.finish(m, res)
 
 	if path := c.String("result-file"); path != "" {
 		if err := writeJSONFile(path, res); err != nil {
@@ -187,6 +197,7 @@ func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) 
 		Metrics:   met,
 		Preflight: []experiments.Preflight{safety.HostAllowed},
 		Recorders: []experiments.Recorder{&recorder.Workloads{}, &recorder.Autoscalers{}, &recorder.Breakers{Logger: log}},
+		Version:   version,
 	}, met
 }
 

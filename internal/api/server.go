@@ -119,6 +119,7 @@ func (s *Server) routes() {
 	route("GET /api/v1/schedules", readAccess, s.schedules)
 	route("GET /api/v1/runs", readAccess, s.listRuns)
 	route("GET /api/v1/runs/{id}", readAccess, s.getRun)
+	s.mux.Handle("GET /api/v1/runs/{id}/report", s.guard("GET /api/v1/runs/{id}/report", readAccess, http.HandlerFunc(s.runReport)))
 	route("POST /api/v1/runs", adminAccess, s.trigger)
 	route("POST /api/v1/runs/{id}/halt", adminAccess, s.haltRun)
 	route("POST /api/v1/halt", adminAccess, s.haltAll)

@@ -232,6 +232,7 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 		if d.o.Results != nil {
 			// The run is over; storing its result must not fail because the daemon is stopping.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(base), 30*time.Second)
+			d.compareWithPrevious(sctx, scheduleName, rb, res)
 			if err := d.o.Results.Put(sctx, sum, res); err != nil {
 				d.log.Error("store result", "run", runID, "err", err)
 			}

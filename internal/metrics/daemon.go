@@ -11,6 +11,8 @@ type Daemon struct {
 	leader    prometheus.Gauge
 	nextStart *prometheus.GaugeVec
 	runs      *prometheus.CounterVec
+	// regressions: see baseline.go.
+	regressions *prometheus.GaugeVec
 }
 
 // NewDaemon registers the daemon's collectors on reg.
@@ -26,7 +28,8 @@ func NewDaemon(reg prometheus.Registerer) *Daemon {
 			Name: "faultline_runs_total", Help: "Runs finished, by schedule and verdict.",
 		}, []string{"schedule", "verdict"}),
 	}
-	reg.MustRegister(d.leader, d.nextStart, d.runs)
+	d.regressions = newRegressions()
+	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions)
 	return d
 }
 

@@ -70,13 +70,17 @@ func (m *Main) run(c *cli.Context) error {
 		return err
 	}
 	file := c.Args().First()
+	if runID == "" {
+		runID = experiments.NewRunID()
+	}
 	rb, err := runbooks.Load(file)
 	if err != nil {
 		fmt.Fprintln(m.Stderr, err)
+		// A CI step that pipes -o json into jq, or reads --result-file, gets a document either way.
+		if werr := m.emitResult(c, output, invalidResult(runID, file, err)); werr != nil {
+			return werr
+		}
 		return exitWith(exitInvalid, fmt.Errorf("%s is not a valid runbook", file))
-	}
-	if runID == "" {
-		runID = experiments.NewRunID()
 	}
 
 	stateDir := c.String("state-dir")
@@ -116,17 +120,8 @@ func (m *Main) run(c *cli.Context) error {
 
 	res := eng.Run(ctx, rb, experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")})
 
-	if path := c.String("result-file"); path != "" {
-		if err := writeJSONFile(path, res); err != nil {
-			fmt.Fprintf(m.Stderr, "faultline: write result file: %v\n", err)
-		}
-	}
-	if output == "json" {
-		if err := printJSON(m.Stdout, res); err != nil {
-			return exitWith(exitAborted, err)
-		}
-	} else {
-		printResult(m.Stdout, res)
+	if err := m.emitResult(c, output, res); err != nil {
+		return err
 	}
 	if code := verdictExit(res.Verdict); code != 0 {
 		return exitWith(code, nil)

@@ -84,7 +84,13 @@ func (m *Main) run(c *cli.Context) error {
 	}
 
 	stateDir := c.String("state-dir")
-	eng, met, err := m.engine(stateDir, log)
+	var eng *experiments.Engine
+	var met *metrics.Metrics
+	if c.Bool("dry-run") {
+		eng, met, err = m.dryRunEngine(stateDir, log)
+	} else {
+		eng, met, err = m.engine(stateDir, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -162,6 +168,16 @@ func (m *Main) engine(stateDir string, log *slog.Logger) (*experiments.Engine, *
 		return nil, nil, exitWith(exitAborted, fmt.Errorf("%w; nothing was injected", err))
 	}
 	eng, met := newEngine(reg, ledger, log)
+	return eng, met, nil
+}
+
+// dryRunEngine is engine without a ledger: a dry run creates no state directory and writes nothing.
+func (m *Main) dryRunEngine(stateDir string, log *slog.Logger) (*experiments.Engine, *metrics.Metrics, error) {
+	reg, err := registry()
+	if err != nil {
+		return nil, nil, exitWith(exitAborted, err)
+	}
+	eng, met := newEngine(reg, dryRunLedger{where: ledgerPath(stateDir)}, log)
 	return eng, met, nil
 }
 

@@ -47,7 +47,7 @@ touched, without touching it.
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a summary for people) or json (the result document)"},
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
-			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one (letters and digits, at most 12)"},
+			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one: 1 to 12 lowercase letters and digits; it names the ledger entries and the FAULTLINE-* chains, so a CI job can find them"},
 		}, kubeFlags()...),
 		Action: m.run,
 	}

@@ -51,6 +51,7 @@ func TestDocsYAMLExamplesAreValid(t *testing.T) {
 }
 
 const docHeader = "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: docs}\n"
+
 // The environment pins a cluster because fragments with Kubernetes faults need one.
 const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000}}\n"
 const docExperiment = "experiments:\n  - name: x\n    duration: 10s\n    faults: [{processPause: {pidFile: /run/app.pid}}]\n"

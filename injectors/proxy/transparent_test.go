@@ -556,15 +556,15 @@ func TestLatencySweep(t *testing.T) {
 	}
 	orphanEnv := injectors.Env{RunID: "orphan-" + id}
 	liveEnv := injectors.Env{RunID: "live-" + id}
-	// The orphan's chain is labelled as a dead process's (as after a crash); the live run's by
-	// this process.
-	dead := NewLatencyInjector()
-	dead.owner = func() string { return "1.1" } // pid 1 did not start at tick 1
-	orphan := apply(t, dead, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	inj := NewLatencyInjector()
 	apply(t, inj, latencyFault("b", l.A, "egress", l.B4, port+1, 10*time.Millisecond, 0, ""), liveEnv)
 	// A chain of an unowned run whose process still runs is not swept either.
 	apply(t, inj, latencyFault("c", l.A, "egress", l.B4, port+2, 10*time.Millisecond, 0, ""), orphanEnv)
+	// The orphan's chain is labelled as a dead process's (as after a crash); the live run's by
+	// this process. It comes last: a namespace holding a dead run's chain refuses new faults.
+	dead := NewLatencyInjector()
+	dead.owner = func() string { return "1.1" } // pid 1 did not start at tick 1
+	orphan := apply(t, dead, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Another injector's chain of the same orphaned run: not the latency sweeper's to remove.

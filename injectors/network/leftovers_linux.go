@@ -45,7 +45,7 @@ func RefuseLeftovers(ctx context.Context, t Target) error {
 		return err
 	}
 	if len(found) > 0 {
-		return injectors.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (any state dir: it removes chains no live run owns)",
+		return injectors.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (with any existing --state-dir: it removes chains no live run owns)",
 			t.Label, strings.Join(found, "; "))
 	}
 	return nil

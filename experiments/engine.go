@@ -124,6 +124,7 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 	}
 	env := e.InjectorEnv
 	env.RunID, env.Policy, env.Environment = opts.RunID, rb.Policy, rb.Environment
+	env.Runbook = rb.Metadata.Name
 	if env.Logger == nil {
 		env.Logger = log
 	}

@@ -160,7 +160,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 	// Revert with a context of its own: the run's may be cancelled already, and a revert that
 	// gives up because someone pressed ^C is the failure this tool exists to prevent.
 	e.progress(Progress{Phase: "revert", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
-	lastRevert, revertErr := e.revertAll(ctx, env, lives)
+	lastRevert, revertErr, ledgerErr := e.revertAll(ctx, env, lives)
 	wg.Wait()
 
 	var bc *breachCause
@@ -227,6 +227,15 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		er.Figures = append(er.Figures, e.budgets(ctx, log, guards, first, time.Now())...)
 	}
 	judgeObjectives(objectives, &er)
+	if ledgerErr != nil {
+		// A passed verdict over a ledger that still lists the faults as applied would leave the
+		// next run refused with no explanation.
+		msg := fmt.Sprintf("faults reverted, but the ledger could not record it (%v): the next run on these targets is refused until `faultline recover` marks them reverted", ledgerErr)
+		if er.Reason != "" {
+			msg = er.Reason + "; " + msg
+		}
+		er.Verdict, er.Reason = Worse(er.Verdict, Aborted), msg
+	}
 	return er
 }
 
@@ -345,7 +354,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 		}
 		now := time.Now()
 		entry := &safety.Entry{
-			ID: fmt.Sprintf("%s-%s-%02d", env.RunID, x.Name, i), RunID: env.RunID, Runbook: env.Environment.Name,
+			ID: fmt.Sprintf("%s-%s-%02d", env.RunID, x.Name, i), RunID: env.RunID, Runbook: env.Runbook,
 			Experiment: x.Name, Fault: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets(),
 			State: safety.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
 		}
@@ -396,9 +405,11 @@ func (e *Engine) recorder(l *live) injectors.Recorder {
 // commit. Each fault is stamped with the time its own revert finished, because a fault held by a
 // slow revert stayed in place longer than the others; the time returned is when the last revert
 // finished, which is what halt latency is measured to.
-func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live) (time.Time, error) {
+// A failure to record the reverts in the ledger is returned apart (ledgerErr): the faults are gone
+// but the ledger still lists them.
+func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live) (last time.Time, revertErr, ledgerErr error) {
 	if len(lives) == 0 {
-		return time.Time{}, nil
+		return time.Time{}, nil, nil
 	}
 	timeout := e.RevertTimeout
 	if timeout == 0 {
@@ -421,7 +432,6 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 		}()
 	}
 	wg.Wait()
-	var last time.Time
 	var failed []error
 	for i, l := range lives {
 		if finished[i].After(last) {
@@ -445,12 +455,13 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 		entries[i] = l.entry
 	}
 	if err := e.Ledger.Put(rctx, entries...); err != nil {
-		// The faults are reverted; only the record of it is missing. recover will revert again,
-		// which is harmless because reverts are idempotent.
-		e.logger().Warn("faults reverted but the ledger could not be updated", "err", err)
+		// Only the record of the reverts is missing. recover will revert again, which is harmless
+		// because reverts are idempotent, and then marks the entries reverted.
+		e.logger().Error("faults reverted but the ledger could not be updated", "err", err)
+		ledgerErr = fmt.Errorf("write ledger %s: %w", e.Ledger.Where(), err)
 	}
 	if open, err := safety.OpenEntries(rctx, e.Ledger); err == nil {
 		e.Metrics.LedgerOutstanding(len(open))
 	}
-	return last, errors.Join(failed...)
+	return last, errors.Join(failed...), ledgerErr
 }

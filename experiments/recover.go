@@ -25,8 +25,10 @@ type RecoverOptions struct {
 type RecoverSummary struct {
 	Lines    []string
 	Reverted int
-	Skipped  int
-	Swept    int
+	// WouldRevert counts what a dry run would revert.
+	WouldRevert int
+	Skipped     int
+	Swept       int
 }
 
 // Recover reverts every open ledger entry whose owner is gone, from the ledger record alone, then
@@ -55,6 +57,7 @@ func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry,
 			continue
 		}
 		if opts.DryRun {
+			sum.WouldRevert++
 			sum.Lines = append(sum.Lines, fmt.Sprintf("would revert %s (%s on %v, state %s)", e.ID, e.Kind, e.Targets, e.State))
 			continue
 		}

@@ -22,6 +22,8 @@ const (
 	Aborted          Verdict = "aborted"
 	RevertIncomplete Verdict = "revert-incomplete"
 	DryRun           Verdict = "dry-run"
+	// Invalid is a runbook that did not load or validate; nothing was resolved or touched.
+	Invalid Verdict = "invalid"
 )
 
 // ExitCode is the process exit code for a verdict; documented in the README and --help.
@@ -35,7 +37,7 @@ func (v Verdict) ExitCode() int {
 		return 2
 	case NotStarted:
 		return 3
-	case Refused:
+	case Refused, Invalid:
 		return 4
 	case Aborted:
 		return 5
@@ -51,7 +53,7 @@ func severity(v Verdict) int {
 		return 7
 	case Aborted:
 		return 6
-	case Refused:
+	case Refused, Invalid:
 		return 5
 	case Halted:
 		return 4

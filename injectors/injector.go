@@ -21,8 +21,10 @@ import (
 type Env struct {
 	Logger *slog.Logger
 	// RunID identifies the run; injectors use it to name what they create (e.g. FAULTLINE-<id> chains).
-	RunID  string
-	Policy runbooks.Policy
+	RunID string
+	// Runbook is the runbook's metadata.name, recorded in the ledger with each fault.
+	Runbook string
+	Policy  runbooks.Policy
 	// Environment is the runbook's declared environment; injectors that can verify it do.
 	Environment runbooks.Environment
 	// Kube is the Kubernetes client, resolved on first use (nil when none is configured: its

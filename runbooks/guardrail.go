@@ -43,6 +43,6 @@ type HTTPProbe struct {
 	Body               string            `yaml:"body,omitempty" json:"body,omitempty"`
 	ExpectStatus       []string          `yaml:"expectStatus,omitempty" json:"expectStatus,omitempty" doc:"Accepted status codes: exact (200), a class (2xx) or a range (200-299). Default 2xx."`
 	MaxLatency         Duration          `yaml:"maxLatency,omitempty" json:"maxLatency,omitempty" doc:"A response slower than this fails the check. 0 means no limit."`
-	Timeout            Duration          `yaml:"timeout,omitempty" json:"timeout,omitempty" doc:"Request timeout (default: the smaller of the interval and 5s)."`
+	Timeout            Duration          `yaml:"timeout,omitempty" json:"timeout,omitempty" doc:"Request timeout (default: twice maxLatency when maxLatency is set, else the smaller of the interval and 5s). A request still unanswered after maxLatency counts as a latency breach either way."`
 	InsecureSkipVerify bool              `yaml:"insecureSkipVerify,omitempty" json:"insecureSkipVerify,omitempty"`
 }

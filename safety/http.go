@@ -3,6 +3,7 @@ package safety
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,6 +46,10 @@ func newHTTPProbe(spec any, g runbooks.Guardrail, _ ProbeEnv) (Probe, error) {
 			iv = DefaultInterval
 		}
 		p.timeout = min(iv, 5*time.Second)
+		// A timeout at or below maxLatency would turn every slow answer into "could not evaluate".
+		if p.maxLatency > 0 {
+			p.timeout = max(p.timeout, 2*p.maxLatency)
+		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// Keep-alive would hide a server that stopped accepting connections; a guardrail must see it.
@@ -89,6 +94,12 @@ func (p *httpProbe) Check(ctx context.Context) (Observation, error) {
 	start := time.Now()
 	resp, err := p.client.Do(req)
 	if err != nil {
+		// No answer within maxLatency is a latency breach whatever the timeout: the SLO is known
+		// to be missed, so this is an observation, not a blind spot.
+		if waited := time.Since(start); p.maxLatency > 0 && waited > p.maxLatency && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			secs := waited.Seconds()
+			return Observation{Time: start, Value: &secs, Detail: fmt.Sprintf("no response within %s (maxLatency %s)", waited.Round(time.Millisecond), p.maxLatency)}, nil
+		}
 		return Observation{Time: start}, fmt.Errorf("%s %s: %w", p.method, p.spec.URL, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

@@ -61,7 +61,11 @@ func exitWith(code int, err error) error { return &exitError{code: code, err: er
 // Run parses args and runs one command, returning the process exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	app := m.app()
-	err := app.RunContext(ctx, args)
+	if err := unknownCommand(app, args); err != nil {
+		fmt.Fprintln(m.Stderr, "faultline:", err)
+		return exitInvalid
+	}
+	err := app.RunContext(ctx, normalizeArgs(app, args))
 	if err == nil {
 		return 0
 	}
@@ -78,6 +82,22 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 }
 
 func (m *Main) app() *cli.App {
+	app := m.appTree()
+	hideLeafHelpCommands(app.Commands)
+	return app
+}
+
+// hideLeafHelpCommands keeps `help` out of the COMMANDS list of commands that have none.
+func hideLeafHelpCommands(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if len(c.Subcommands) == 0 {
+			c.HideHelpCommand = true
+		}
+		hideLeafHelpCommands(c.Subcommands)
+	}
+}
+
+func (m *Main) appTree() *cli.App {
 	return &cli.App{
 		Name:  "faultline",
 		Usage: "chaos experiments with SLO guardrails, for staging and golden-copy environments",
@@ -120,6 +140,7 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.demoServiceCommand(),
 			m.reportCommand(),
 			m.compareCommand(),
+			m.completionCommand(),
 		},
 	}
 }

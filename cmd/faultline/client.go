@@ -37,7 +37,7 @@ func apiFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token-file", Usage: "file holding the API bearer token (default: the token in $" + tokenEnv + ")"},
 		&cli.StringFlag{Name: "ca-file", EnvVars: []string{"FAULTLINE_CA_FILE"}, Usage: "PEM CA certificates to verify the daemon's TLS certificate with"},
 		&cli.DurationFlag{Name: "request-timeout", Value: 2 * time.Minute,
-			Usage: "limit for each API request (a halt answers once every fault is reverted)"},
+			Usage: "how long to wait for each API request, a duration such as 30s or 2m; a halt is answered only once every fault is reverted, so keep it above your revert time"},
 	}
 }
 

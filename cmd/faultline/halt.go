@@ -62,6 +62,11 @@ daemon answers once every fault of the halted runs is reverted.`,
 					}
 					return exitWith(exitInvalid, errors.New("several runs are active: name one or use --all"))
 				}
+				if _, err := os.Stat(stateDir); errors.Is(err, os.ErrNotExist) {
+					// A mistyped --state-dir would otherwise look like a system with nothing running.
+					fmt.Fprintf(m.Stdout, "no active runs: there is no state directory %s; did you mean %s?\n", stateDir, stateDirHint(stateDir))
+					return nil
+				}
 				fmt.Fprintln(m.Stdout, "no active runs")
 				return nil
 			}

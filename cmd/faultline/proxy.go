@@ -30,7 +30,7 @@ const (
 EXAMPLES:
    # Postgres behind a proxy the application uses for good; experiments add toxics to it.
    faultline proxy serve --proxy postgres=0.0.0.0:15432=postgres:5432 \
-       --api-address 0.0.0.0:8475 --tokens-file /etc/faultline/proxy-tokens
+       --api-address 0.0.0.0:8475 --token-file /etc/faultline/proxy-tokens
 
    # From a runbook (fault kind proxyToxics), or by hand:
    faultline proxy list --server http://127.0.0.1:8475
@@ -61,7 +61,7 @@ func (m *Main) proxyServeCommand() *cli.Command {
 GET /v1/proxies, PUT and DELETE /v1/proxies/NAME/toxics/OWNER, DELETE /v1/toxics (every toxic
 off), /metrics and /healthz.
 
-Without --tokens-file every API call is answered without a token, which is allowed only on a
+Without --token-file every API call is answered without a token, which is allowed only on a
 loopback --api-address unless --allow-unauthenticated is given (a private compose network).
 The tokens file is the daemon's format: 'TOKEN ROLE NAME' lines, role admin or read-only.
 SIGHUP reloads it.
@@ -69,7 +69,9 @@ SIGHUP reloads it.
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "proxy", Usage: "NAME=LISTEN=UPSTREAM, e.g. postgres=0.0.0.0:15432=postgres:5432 (repeat for more)"},
 			&cli.StringFlag{Name: "api-address", Value: defaultProxyAPI, Usage: "where the API listens"},
-			&cli.StringFlag{Name: "tokens-file", Usage: "bearer tokens for the API (TOKEN ROLE NAME lines)"},
+			&cli.StringFlag{Name: "token-file", Usage: "bearer tokens for the API (TOKEN ROLE NAME lines, the daemon's format)"},
+			// The spelling before 0.x agreed on --token-file everywhere; kept so scripts keep working.
+			&cli.StringFlag{Name: "tokens-file", Hidden: true},
 			&cli.BoolFlag{Name: "allow-unauthenticated", Usage: "serve the API without tokens on a non-loopback address"},
 			&cli.DurationFlag{Name: "max-lease", Value: runbooks.MaxToxicLease, Usage: "longest lease a client may ask for"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 5 * time.Second, Usage: "on shutdown, how long open connections may finish"},
@@ -105,13 +107,17 @@ func (m *Main) proxyServe(c *cli.Context) error {
 	}
 	apiAddr := c.String("api-address")
 	var tokens *auth.Source
+	tokenFile := c.String("token-file")
+	if tokenFile == "" {
+		tokenFile = c.String("tokens-file")
+	}
 	switch {
-	case c.String("tokens-file") != "":
-		if tokens, err = auth.NewSource(c.String("tokens-file"), log); err != nil {
-			return exitWith(exitInvalid, fmt.Errorf("--tokens-file: %w", err))
+	case tokenFile != "":
+		if tokens, err = auth.NewSource(tokenFile, log); err != nil {
+			return exitWith(exitInvalid, fmt.Errorf("--token-file: %w", err))
 		}
 	case !c.Bool("allow-unauthenticated") && !loopbackAddr(apiAddr):
-		return exitWith(exitInvalid, fmt.Errorf("--api-address %s is not a loopback address: anyone who reaches it could switch toxics on; give --tokens-file, or --allow-unauthenticated on a private network", apiAddr))
+		return exitWith(exitInvalid, fmt.Errorf("--api-address %s is not a loopback address: anyone who reaches it could switch toxics on; give --token-file, or --allow-unauthenticated on a private network", apiAddr))
 	}
 	if c.Duration("max-lease") < runbooks.MinToxicLease {
 		return exitWith(exitInvalid, fmt.Errorf("--max-lease must be at least %s", runbooks.MinToxicLease))
@@ -199,7 +205,7 @@ func proxyClientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "server", EnvVars: []string{proxyServerEnv}, Value: "http://" + defaultProxyAPI,
 			Usage: "the proxy server's API"},
 		&cli.StringFlag{Name: "token-file", Usage: "file holding a bearer token for it (default: $" + tokenEnv + ")"},
-		&cli.DurationFlag{Name: "request-timeout", Value: 10 * time.Second, Usage: "limit for the API call"},
+		&cli.DurationFlag{Name: "request-timeout", Value: 10 * time.Second, Usage: "how long to wait for the API call, a duration such as 10s"},
 	}
 }
 

@@ -252,8 +252,8 @@ func TestProxyToxicsRefusalsTouchNothing(t *testing.T) {
 // The serve command refuses an unauthenticated API on a non-loopback address.
 func TestProxyServeRefusesAnOpenAPI(t *testing.T) {
 	out := faultline(t, t.TempDir(), "proxy", "serve", "--proxy", "db=127.0.0.1:0=127.0.0.1:9", "--api-address", "0.0.0.0:0")
-	if out.code != 4 || !strings.Contains(out.stderr, "--tokens-file") {
-		t.Fatalf("exit %d, want 4 asking for --tokens-file\n%s", out.code, out.stderr)
+	if out.code != 4 || !strings.Contains(out.stderr, "--token-file") {
+		t.Fatalf("exit %d, want 4 asking for --token-file\n%s", out.code, out.stderr)
 	}
 	out = faultline(t, t.TempDir(), "proxy", "serve", "--proxy", "db=127.0.0.1:0")
 	if out.code != 4 || !strings.Contains(out.stderr, "NAME=LISTEN=UPSTREAM") {

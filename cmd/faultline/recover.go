@@ -7,7 +7,6 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
-	"github.com/faultline-dev/faultline/safety"
 )
 
 func (m *Main) recoverCommand() *cli.Command {
@@ -22,7 +21,7 @@ entry owns (e.g. FAULTLINE-* iptables chains from a crash before the ledger was 
 Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in the ledger).`,
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "also revert faults of runs that are still alive"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be reverted"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list the ledger's faults that would be reverted; change nothing"},
 		}, kubeFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := m.logger(c)
@@ -33,9 +32,11 @@ Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in 
 			if err != nil {
 				return exitWith(exitAborted, err)
 			}
-			ledger, err := safety.OpenLedger(ledgerPath(c.String("state-dir")))
+			// A missing ledger is a mistyped --state-dir far more often than a clean system: say so
+			// rather than "nothing to recover", and create nothing.
+			ledger, err := openExistingLedger(c.String("state-dir"))
 			if err != nil {
-				return exitWith(exitAborted, err)
+				return exitWith(exitInvalid, err)
 			}
 			sum, err := experiments.Recover(c.Context, ledger, reg, injectors.Env{Logger: log, Kube: kubeClient(c)},
 				experiments.RecoverOptions{Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
@@ -45,8 +46,11 @@ Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in 
 			if err != nil {
 				return exitWith(exitRevertIncomplete, err)
 			}
-			if sum.Reverted == 0 && sum.Swept == 0 && sum.Skipped == 0 {
-				fmt.Fprintln(m.Stdout, "nothing to recover: the ledger holds no applied faults")
+			switch {
+			case c.Bool("dry-run") && sum.WouldRevert > 0:
+				fmt.Fprintf(m.Stdout, "dry run: %d fault(s) would be reverted; nothing was changed (leftovers that no ledger entry owns are found and removed only by a real recover)\n", sum.WouldRevert)
+			case sum.Reverted == 0 && sum.Swept == 0 && sum.Skipped == 0 && sum.WouldRevert == 0:
+				fmt.Fprintf(m.Stdout, "nothing to recover: the ledger %s holds no applied faults\n", ledger.Where())
 			}
 			if sum.Skipped > 0 {
 				return exitWith(exitRevertIncomplete, fmt.Errorf("%d fault(s) belong to runs that are still alive: halt them, or use --force", sum.Skipped))

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -52,7 +51,7 @@ with an earlier run's; a figure worse than its tolerance fails the run (exit 1).
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a summary for people) or json (the result document)"},
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
-			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one (letters and digits, at most 12)"},
+			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one: 1 to 12 lowercase letters and digits; it names the ledger entries and the FAULTLINE-* chains, so a CI job can find them"},
 		}, append(reportFlags(), kubeFlags()...)...),
 		Action: m.run,
 	}
@@ -75,21 +74,31 @@ func (m *Main) run(c *cli.Context) error {
 		return err
 	}
 	file := c.Args().First()
+	if runID == "" {
+		runID = experiments.NewRunID()
+	}
 	rb, err := runbooks.Load(file)
 	if err != nil {
 		fmt.Fprintln(m.Stderr, err)
+		// A CI step that pipes -o json into jq, or reads --result-file, gets a document either way.
+		if werr := m.emitResult(c, output, invalidResult(runID, file, err)); werr != nil {
+			return werr
+		}
 		return exitWith(exitInvalid, fmt.Errorf("%s is not a valid runbook", file))
 	}
 	reports, err := prepareReports(c, rb)
 	if err != nil {
 		return err
 	}
-	if runID == "" {
-		runID = experiments.NewRunID()
-	}
 
 	stateDir := c.String("state-dir")
-	eng, met, err := m.engine(stateDir, log)
+	var eng *experiments.Engine
+	var met *metrics.Metrics
+	if c.Bool("dry-run") {
+		eng, met, err = m.dryRunEngine(stateDir, log)
+	} else {
+		eng, met, err = m.engine(stateDir, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -129,17 +138,8 @@ func (m *Main) run(c *cli.Context) error {
 	}
 	reports.finish(m, res)
 
-	if path := c.String("result-file"); path != "" {
-		if err := writeJSONFile(path, res); err != nil {
-			fmt.Fprintf(m.Stderr, "faultline: write result file: %v\n", err)
-		}
-	}
-	if output == "json" {
-		if err := printJSON(m.Stdout, res); err != nil {
-			return exitWith(exitAborted, err)
-		}
-	} else {
-		printResult(m.Stdout, res)
+	if err := m.emitResult(c, output, res); err != nil {
+		return err
 	}
 	if code := verdictExit(res.Verdict); code != 0 {
 		return exitWith(code, nil)
@@ -180,6 +180,16 @@ func (m *Main) engine(stateDir string, log *slog.Logger) (*experiments.Engine, *
 		return nil, nil, exitWith(exitAborted, fmt.Errorf("%w; nothing was injected", err))
 	}
 	eng, met := newEngine(reg, ledger, log)
+	return eng, met, nil
+}
+
+// dryRunEngine is engine without a ledger: a dry run creates no state directory and writes nothing.
+func (m *Main) dryRunEngine(stateDir string, log *slog.Logger) (*experiments.Engine, *metrics.Metrics, error) {
+	reg, err := registry()
+	if err != nil {
+		return nil, nil, exitWith(exitAborted, err)
+	}
+	eng, met := newEngine(reg, dryRunLedger{where: ledgerPath(stateDir)}, log)
 	return eng, met, nil
 }
 
@@ -250,21 +260,4 @@ func serveMetrics(ctx context.Context, addr string, met *metrics.Metrics, log *s
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
-}
-
-// holdHook supports the crash-safety tests: with FAULTLINE_TEST_HOLD_AT=<point>, the run stops
-// at that point of the inject path, writes <state-dir>/held-<point> and waits to be killed.
-// It is inert unless that variable is set.
-func holdHook(stateDir string) func(string) {
-	point := os.Getenv("FAULTLINE_TEST_HOLD_AT")
-	if point == "" {
-		return nil
-	}
-	return func(p string) {
-		if p != point {
-			return
-		}
-		_ = os.WriteFile(filepath.Join(stateDir, "held-"+p), []byte(fmt.Sprint(os.Getpid())), 0o600)
-		select {} // wait for SIGKILL: this is the crash under test
-	}
 }

@@ -96,6 +96,7 @@ func printStatus(w io.Writer, server string, st *api.StatusResponse) {
 	if len(st.Active) > 0 {
 		printRunTable(w, st.Active, nil, st.Now)
 	}
+	printUnstored(w, st.Unstored)
 }
 
 // printRunTable prints active runs (verdict "running") and then finished ones.
@@ -133,4 +134,19 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// printUnstored says which finished runs history could not store: their results exist only in
+// the daemon's memory and are lost when it stops.
+func printUnstored(w io.Writer, runs []daemon.UnstoredRun) {
+	if len(runs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nRESULTS NOT STORED IN HISTORY (%d): kept in the daemon's memory only, lost when it stops\n", len(runs))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN ID\tVERDICT\tRUNBOOK\tSTORE ERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.RunID, r.Verdict, r.Runbook, oneLine(r.StoreError, 80))
+	}
+	_ = tw.Flush()
 }

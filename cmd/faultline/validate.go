@@ -26,15 +26,19 @@ and validates it, reporting every problem with file:line:column. Exit 0 when all
 				return exitWith(exitInvalid, errors.New("validate needs at least one runbook file"))
 			}
 			type report struct {
-				File   string                 `json:"file"`
-				Valid  bool                   `json:"valid"`
-				Errors []*runbooks.FieldError `json:"errors,omitempty"`
+				File     string                 `json:"file"`
+				Valid    bool                   `json:"valid"`
+				Errors   []*runbooks.FieldError `json:"errors,omitempty"`
+				Warnings []string               `json:"warnings,omitempty"`
 			}
 			var reports []report
 			bad := 0
 			for _, f := range c.Args().Slice() {
-				_, err := runbooks.Load(f)
+				rb, err := runbooks.Load(f)
 				r := report{File: f, Valid: err == nil}
+				if err == nil {
+					r.Warnings = runbooks.Warnings(rb)
+				}
 				if err != nil {
 					bad++
 					var list runbooks.ErrorList
@@ -55,6 +59,9 @@ and validates it, reporting every problem with file:line:column. Exit 0 when all
 				}
 			case "text":
 				for _, r := range reports {
+					for _, w := range r.Warnings {
+						fmt.Fprintf(m.Stdout, "%s: warning: %s\n", r.File, w)
+					}
 					if r.Valid {
 						fmt.Fprintf(m.Stdout, "%s: valid\n", r.File)
 						continue

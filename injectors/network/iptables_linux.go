@@ -77,6 +77,9 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 	}
 	// Check, without changing anything, that the tools work in the namespace and that the chain
 	// is not there already (another live fault with the same run ID and name).
+	if err := RefuseLeftovers(ctx, tgt); err != nil {
+		return nil, err
+	}
 	err = tgt.Do(func() error {
 		for _, fp := range fams {
 			for _, tool := range []string{fp.Family.iptables(), fp.Family.restore()} {

@@ -277,6 +277,9 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 			return injectors.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.ns)
 		}
 	}
+	if err := network.RefuseLeftovers(ctx, a.ns); err != nil {
+		return err
+	}
 	a.rec.Chain = a.rec.ID
 	for _, v6 := range []bool{false, true} {
 		if (v6 && !a.v6) || (!v6 && !a.v4) {

@@ -62,10 +62,17 @@ func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("getsockopt SO_ORIGINAL_DST on %s: %w", tc.LocalAddr(), err)
 	}
 	port := binary.BigEndian.Uint16(buf[2:4])
+	dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[4:8])), port)
 	if v6 {
-		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(buf[8:24])), port), nil
+		dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(buf[8:24])), port)
 	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[4:8])), port), nil
+	// Where conntrack tracks connections but no nat rule rewrote this one (a client connected to
+	// the listener directly), the "original" destination is the listener itself: dialling it
+	// would connect the proxy to itself, again and again, until ports or descriptors run out.
+	if la != nil && la.AddrPort().Addr().Unmap() == dst.Addr().Unmap() && la.AddrPort().Port() == dst.Port() {
+		return netip.AddrPort{}, fmt.Errorf("original destination of %s is the listener itself: the connection was not redirected", tc.LocalAddr())
+	}
+	return dst, nil
 }
 
 // markedDialer dials with SO_MARK set to mark.

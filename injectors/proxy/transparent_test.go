@@ -556,15 +556,15 @@ func TestLatencySweep(t *testing.T) {
 	}
 	orphanEnv := injectors.Env{RunID: "orphan-" + id}
 	liveEnv := injectors.Env{RunID: "live-" + id}
-	// The orphan's chain is labelled as a dead process's (as after a crash); the live run's by
-	// this process.
-	dead := NewLatencyInjector()
-	dead.owner = func() string { return "1.1" } // pid 1 did not start at tick 1
-	orphan := apply(t, dead, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	inj := NewLatencyInjector()
 	apply(t, inj, latencyFault("b", l.A, "egress", l.B4, port+1, 10*time.Millisecond, 0, ""), liveEnv)
 	// A chain of an unowned run whose process still runs is not swept either.
 	apply(t, inj, latencyFault("c", l.A, "egress", l.B4, port+2, 10*time.Millisecond, 0, ""), orphanEnv)
+	// The orphan's chain is labelled as a dead process's (as after a crash); the live run's by
+	// this process. It comes last: a namespace holding a dead run's chain refuses new faults.
+	dead := NewLatencyInjector()
+	dead.owner = func() string { return "1.1" } // pid 1 did not start at tick 1
+	orphan := apply(t, dead, latencyFault("a", l.A, "egress", l.B4, port, 10*time.Millisecond, 0, ""), orphanEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Another injector's chain of the same orphaned run: not the latency sweeper's to remove.
@@ -773,26 +773,45 @@ func TestLatencyRefusals(t *testing.T) {
 
 // The proxy must not keep a client waiting when it cannot find the original destination (a
 // client that connects to the listener directly).
+// A client that connects to the transparent listener directly (not through a REDIRECT) is reset.
+// The test runs in a namespace of its own, once without connection tracking and once with it (a
+// rule that uses conntrack turns it on for the namespace): there SO_ORIGINAL_DST answers with the
+// listener's own address, and the proxy used to dial itself in a loop until ports ran out. That was
+// the stats {Accepted:9995 Proxied:9993 DialErrors:2} seen in the host namespace, where whether
+// conntrack is on depends on what else (other tests, the system) has installed rules.
 func TestTransparentDirectConnectionIsReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Start(Config{Listener: ln, Dial: transparentDial(network.Target{}, Mark)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err == nil {
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = io.ReadAll(c)
-	}
-	if err == nil {
-		t.Fatal("a direct connection to the transparent listener was not reset")
-	}
-	if s := p.Stats(); s.DialErrors != 1 {
-		t.Fatalf("stats %+v", s)
+	requireNet(t)
+	for _, tracked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("conntrack=%v", tracked), func(t *testing.T) {
+			ns := netns.New(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if tracked {
+				if out, err := ns.Exec(ctx, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "RETURN"); err != nil {
+					t.Fatalf("turn connection tracking on: %v\n%s", err, out)
+				}
+			}
+			ln, err := ns.ListenTCP(ctx, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Start(Config{Listener: ln, Dial: transparentDial(network.Target{Label: ns.Name, Path: ns.Path}, Mark)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			c, err := ns.Dial(ctx, "tcp", ln.Addr().String())
+			if err == nil {
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err = io.ReadAll(c)
+			}
+			if err == nil {
+				t.Fatal("a direct connection to the transparent listener was not reset")
+			}
+			if s := p.Stats(); s.Accepted != 1 || s.DialErrors != 1 || s.Proxied != 0 {
+				t.Fatalf("stats %+v, want the one client accepted and refused", s)
+			}
+		})
 	}
 }

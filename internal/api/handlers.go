@@ -84,7 +84,15 @@ func (s *Server) status(*http.Request, principal) reply {
 		Ready:     s.control.Ready(),
 		Schedules: nonNil(s.control.Schedules()),
 		Active:    nonNil(s.control.Active()),
+		Unstored:  s.unstored(),
 	})
+}
+
+func (s *Server) unstored() []daemon.UnstoredRun {
+	if u, ok := s.control.(daemon.UnstoredResults); ok {
+		return u.Unstored()
+	}
+	return nil
 }
 
 func (s *Server) schedules(*http.Request, principal) reply {
@@ -176,6 +184,12 @@ func (s *Server) getRun(r *http.Request, _ principal) reply {
 	for _, a := range s.control.Active() {
 		if a.RunID == id {
 			return ok(http.StatusOK, RunResponse{State: RunRunning, Summary: a})
+		}
+	}
+	for _, u := range s.unstored() {
+		if u.RunID == id {
+			return ok(http.StatusOK, RunResponse{State: RunFinished, Summary: u.RunSummary, Result: u.Result,
+				StoreError: "the result could not be stored in history: " + u.StoreError})
 		}
 	}
 	return failCode(http.StatusNotFound, fmt.Errorf("run %q is neither running nor in history", id))

@@ -40,6 +40,7 @@ type fakeControl struct {
 	block    chan struct{} // when set, Trigger waits for it to close
 	entered  chan struct{} // closed by a blocking Trigger when it starts waiting
 	enterOne sync.Once
+	unstored []daemon.UnstoredRun
 }
 
 func (f *fakeControl) Schedules() []daemon.ScheduleStatus {

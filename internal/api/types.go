@@ -17,6 +17,8 @@ type StatusResponse struct {
 	Ready     bool                    `json:"ready"`
 	Schedules []daemon.ScheduleStatus `json:"schedules"`
 	Active    []daemon.RunSummary     `json:"active"`
+	// Unstored lists finished runs whose result history could not store (kept in memory only).
+	Unstored []daemon.UnstoredRun `json:"unstored,omitempty"`
 }
 
 // SchedulesResponse is GET /api/v1/schedules.
@@ -42,6 +44,8 @@ type RunResponse struct {
 	State   string              `json:"state"`
 	Summary daemon.RunSummary   `json:"summary"`
 	Result  *experiments.Result `json:"result,omitempty"`
+	// StoreError says why a finished run's result is not in history (it is served from memory).
+	StoreError string `json:"storeError,omitempty"`
 }
 
 // TriggerRequest is the body of POST /api/v1/runs.

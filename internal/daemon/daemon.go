@@ -66,6 +66,8 @@ type Daemon struct {
 	next  map[string]time.Time
 	today map[string][]time.Time
 	base  context.Context // the daemon's lifetime; runs derive from it, not from API requests
+	// unstored are results history refused (see UnstoredResults).
+	unstored []UnstoredRun
 }
 
 type activeRun struct {
@@ -235,6 +237,7 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 			d.compareWithPrevious(sctx, scheduleName, rb, res)
 			if err := d.o.Results.Put(sctx, sum, res); err != nil {
 				d.log.Error("store result", "run", runID, "err", err)
+				d.keepUnstored(UnstoredRun{RunSummary: sum, StoreError: err.Error(), Result: res})
 			}
 			scancel()
 		}

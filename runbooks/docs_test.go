@@ -1,0 +1,124 @@
+package runbooks_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/faultline-dev/faultline/internal/daemon"
+	"github.com/faultline-dev/faultline/runbooks"
+)
+
+// Every YAML example in the README and docs/ is validated, so that the docs cannot drift from the
+// loader. A block is a whole runbook or daemon config, or a fragment that this test places where
+// its first key says it belongs in a minimal runbook.
+func TestDocsYAMLExamplesAreValid(t *testing.T) {
+	files, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../README.md")
+	block := regexp.MustCompile("(?s)```ya?ml( invalid)?\n(.*?)```")
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range block.FindAllSubmatchIndex(b, -1) {
+			n++
+			text := string(b[m[4]:m[5]])
+			line := strings.Count(string(b[:m[4]]), "\n") + 1
+			name := filepath.Base(f) + ":" + strconv.Itoa(line)
+			err := validateDocBlock(t, name, text)
+			if m[2] >= 0 { // ```yaml invalid: an example of what validate reports
+				if err == nil {
+					t.Errorf("%s: the example marked invalid is valid", filepath.Join("docs", name))
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s: the YAML example is not valid:\n%v\n--- block ---\n%s", filepath.Join("docs", name), err, text)
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found %d YAML blocks in %v, fewer than the docs hold: is the extraction broken?", n, files)
+	}
+}
+
+const docHeader = "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: docs}\n"
+
+// The environment pins a cluster because fragments with Kubernetes faults need one.
+const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000}}\n"
+const docExperiment = "experiments:\n  - name: x\n    duration: 10s\n    faults: [{processPause: {pidFile: /run/app.pid}}]\n"
+
+func validateDocBlock(t *testing.T, name, text string) error {
+	t.Helper()
+	first := ""
+	for _, l := range strings.Split(text, "\n") {
+		if s := strings.TrimSpace(l); s != "" && !strings.HasPrefix(s, "#") {
+			first, _, _ = strings.Cut(s, ":")
+			break
+		}
+	}
+	var doc string
+	switch first {
+	case "":
+		return nil // only comments (the editor modeline)
+	case "apiVersion":
+		if strings.Contains(text, "kind: DaemonConfig") {
+			return validateDaemonConfig(t, text)
+		}
+		doc = text
+	case "guardrails", "policy":
+		doc = docHeader + docEnv + text + "\n" + docExperiment
+	case "environment":
+		doc = docHeader + text + "\n" + docExperiment
+	case "experiments":
+		doc = docHeader + docEnv + text
+	case "http", "prometheus", "kubernetes", "slo":
+		doc = docHeader + docEnv + "guardrails:\n  - name: g\n" + indent(text, "    ") + docExperiment
+	case "faults":
+		doc = docHeader + docEnv + "experiments:\n  - name: x\n    duration: 10s\n" + indent(text, "    ")
+	default: // a fault kind: podKill, proxy, proxyToxics, ...
+		doc = docHeader + docEnv + "experiments:\n  - name: x\n    duration: 10s\n    faults:\n      -\n" + indent(text, "        ")
+	}
+	_, err := runbooks.Parse(name, []byte(doc))
+	return err
+}
+
+func validateDaemonConfig(t *testing.T, text string) error {
+	t.Helper()
+	// The config names runbook files relative to itself; give it empty-but-valid ones.
+	dir := t.TempDir()
+	for _, m := range regexp.MustCompile(`runbook:\s*(\S+)`).FindAllStringSubmatch(text, -1) {
+		p := filepath.Join(dir, m[1])
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(docHeader+docEnv+docExperiment), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "faultline.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := daemon.LoadConfig(path)
+	return err
+}
+
+func indent(s, by string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if l != "" {
+			b.WriteString(by)
+		}
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}

@@ -85,7 +85,7 @@ func (f *fakeControl) Trigger(ctx context.Context, runbook, who string) (string,
 	return id, nil
 }
 
-func (f *fakeControl) Halt(runID, reason, who string) error {
+func (f *fakeControl) Halt(_ context.Context, runID, reason, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i := slices.IndexFunc(f.active, func(r daemon.RunSummary) bool { return r.RunID == runID })
@@ -97,7 +97,7 @@ func (f *fakeControl) Halt(runID, reason, who string) error {
 	return nil
 }
 
-func (f *fakeControl) HaltAll(reason, who string) []string {
+func (f *fakeControl) HaltAll(_ context.Context, reason, who string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ids []string
@@ -106,26 +106,30 @@ func (f *fakeControl) HaltAll(reason, who string) []string {
 	}
 	f.active = nil
 	f.record("halt-all %v (%s) by %s", ids, reason, who)
-	return ids
+	return ids, nil
 }
 
-func (f *fakeControl) Pause(who string) {
+func (f *fakeControl) Pause(_ context.Context, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paused = true
 	f.record("pause by %s", who)
+	return nil
 }
 
-func (f *fakeControl) Resume(who string) {
+func (f *fakeControl) Resume(_ context.Context, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paused = false
 	f.record("resume by %s", who)
+	return nil
 }
 
-func (f *fakeControl) Paused() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
-func (f *fakeControl) Leader() bool { return true }
-func (f *fakeControl) Ready() bool  { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }
+func (f *fakeControl) Paused() bool           { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
+func (f *fakeControl) Leader() bool           { return true }
+func (f *fakeControl) LeaderIdentity() string { return "fake" }
+func (f *fakeControl) Recovery() string       { return "" }
+func (f *fakeControl) Ready() bool            { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }
 
 func (f *fakeControl) Calls() []string {
 	f.mu.Lock()

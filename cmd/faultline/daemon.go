@@ -88,7 +88,7 @@ func (m *Main) daemon(c *cli.Context) error {
 			return exitWith(exitInvalid, errors.New("ledger.backend kubernetes needs ledger.namespace (or run in a pod)"))
 		}
 		ledger = &safety.KubeLedger{Client: cs, Namespace: ns}
-		claims := &daemon.ConfigMapClaimer{Client: cs, Namespace: ns}
+		claims := &daemon.ConfigMapClaimer{Client: cs, Namespace: ns, TTL: max(lc.Ledger.Retention.D(), 48*time.Hour)}
 		opts.Claimer, opts.PriorStarts = claims, claims.Starts
 		if le := lc.LeaderElection; le != nil {
 			if le.Namespace == "" {
@@ -140,6 +140,9 @@ func (m *Main) daemon(c *cli.Context) error {
 	ln, err := net.Listen("tcp", lc.API.Address)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("api.address: %w", err))
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && lc.API.CertFile == "" && !tcp.IP.IsLoopback() {
+		log.Warn("the API is served without TLS on a non-loopback address: bearer tokens travel in clear; set api.certFile and api.keyFile")
 	}
 	// A stable line on stderr, whatever the log level: scripts and tests read the bound address.
 	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s, incarnation %s)\n", ln.Addr(), identity, incarnation)

@@ -78,14 +78,14 @@ func nonNil[T any](s []T) []T {
 
 func (s *Server) status(*http.Request, principal) reply {
 	return ok(http.StatusOK, StatusResponse{
-		Now:       time.Now().UTC(),
+		Now:            time.Now().UTC(),
 		Leader:         s.control.Leader(),
 		LeaderIdentity: s.control.LeaderIdentity(),
 		Recovery:       s.control.Recovery(),
 		Paused:         s.control.Paused(),
-		Ready:     s.control.Ready(),
-		Schedules: nonNil(s.control.Schedules()),
-		Active:    nonNil(s.control.Active()),
+		Ready:          s.control.Ready(),
+		Schedules:      nonNil(s.control.Schedules()),
+		Active:         nonNil(s.control.Active()),
 	})
 }
 

@@ -125,16 +125,26 @@ func (c *ConfigMapClaimer) expire(ctx context.Context) {
 	if ttl == 0 {
 		ttl = 48 * time.Hour
 	}
+	_, _ = c.Prune(ctx, ttl)
+}
+
+// Prune deletes claims older than age.
+func (c *ConfigMapClaimer) Prune(ctx context.Context, age time.Duration) (int, error) {
 	cms := c.Client.CoreV1().ConfigMaps(c.Namespace)
 	list, err := cms.List(ctx, metav1.ListOptions{LabelSelector: "faultline.dev/claim"})
 	if err != nil {
-		return
+		return 0, fmt.Errorf("list claims in %s: %w", c.Namespace, err)
 	}
+	n := 0
 	for _, cm := range list.Items {
-		if time.Since(cm.CreationTimestamp.Time) > ttl {
-			_ = cms.Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		if time.Since(cm.CreationTimestamp.Time) > age {
+			if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return n, fmt.Errorf("delete claim %s: %w", cm.Name, err)
+			}
+			n++
 		}
 	}
+	return n, nil
 }
 
 // Starts lists the scheduled starts of sched claimed since since (by any replica, or by this

@@ -137,6 +137,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if d.o.Coordinator != nil {
 			go d.o.Coordinator.ServeHalts(lctx, d.answerHalt)
 		}
+		go d.prune(lctx)
 		d.schedule(lctx)
 		d.leader.Store(false)
 		d.o.Metrics.SetLeader(false)

@@ -106,4 +106,3 @@ func BenchmarkSameIdentityRestart(b *testing.B) {
 	b.Logf("same-identity restart over %d trials: SIGKILL → orphan reverted p50 %s max %s (lease %s)",
 		len(trips), percentile(trips, 0.5), slices.Max(trips), lease)
 }
-

@@ -218,6 +218,10 @@ func TestDaemonSafetyCallsThroughStandby(t *testing.T) {
 	if dry.code != 0 || !strings.Contains(dry.stdout, "would revert") || !stopped() {
 		t.Fatalf("recover --dry-run: exit %d\n%s%s", dry.code, dry.stdout, dry.stderr)
 	}
+	// The daemon's config names the same ledger as the flags do.
+	if fromCfg := faultline(t, state, "recover", "--daemon-config", e.config, "--kubeconfig", c.Kubeconfig, "--dry-run"); fromCfg.stdout != dry.stdout {
+		t.Fatalf("recover --daemon-config --dry-run: exit %d\n%s%s\nwant what --ledger kubernetes listed:\n%s", fromCfg.code, fromCfg.stdout, fromCfg.stderr, dry.stdout)
+	}
 	out := faultline(t, state, args...)
 	if out.code != 0 || strings.Count(out.stdout, "reverted ") != strings.Count(dry.stdout, "would revert ") || stopped() {
 		t.Fatalf("recover: exit %d (victim stopped: %v)\n%s%s\ndry run said:\n%s", out.code, stopped(), out.stdout, out.stderr, dry.stdout)

@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/safety"
@@ -29,9 +31,15 @@ func recoverLedgerFlags() []cli.Flag {
 func recoverLedger(c *cli.Context) (safety.Ledger, func(safety.Owner) bool, error) {
 	backend, ns, leaseName, leaseNS := c.String("ledger"), c.String("namespace"), c.String("lease-name"), ""
 	if path := c.String("daemon-config"); path != "" {
-		lc, err := daemon.LoadConfig(path)
+		// Only the ledger and Lease are read: the runbooks the config names need not exist here
+		// (a laptop recovering for a cluster whose pods are gone).
+		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, exitWith(exitInvalid, err)
+			return nil, nil, exitWith(exitInvalid, fmt.Errorf("--daemon-config: %w", err))
+		}
+		var lc daemon.Config
+		if err := yaml.Unmarshal(b, &lc); err != nil {
+			return nil, nil, exitWith(exitInvalid, fmt.Errorf("--daemon-config %s: %w", path, err))
 		}
 		if !c.IsSet("ledger") && lc.Ledger.Backend != "" {
 			backend = lc.Ledger.Backend

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,8 +318,27 @@ func TestDaemonRecoveryFailureBlocksScheduling(t *testing.T) {
 	}
 	d.trigger(t, "s0")
 	waitFor(t, 15*time.Second, "a run to start after recovery", func() bool { return e.victims[0].State() == "T" })
-	_ = d.cmd.Process.Signal(interruptSignal)
-	d.wait(t, 30*time.Second)
+
+	// SIGTERM mid-outage (a pod deleted): both runs reverted, and the workload recorder does not
+	// warn about the cancellation that is the shutdown itself.
+	shardRun := d.trigger(t, "shard")
+	waitFor(t, 60*time.Second, "the shard to be down again", func() bool {
+		if code, b := d.call(t, "GET", "/api/v1/runs/"+shardRun, readToken, nil); code == http.StatusOK && strings.Contains(string(b), `"state": "finished"`) {
+			t.Fatalf("the second shard outage ended early: %s\n%s", b, d.stderrText())
+		}
+		n, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db")
+		return n == 0
+	})
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if out := d.wait(t, 60*time.Second); out.code != 0 {
+		t.Fatalf("daemon exit %d on SIGTERM\n%s", out.code, out.stderr)
+	}
+	if n := mustReplicasOf(t, f, "StatefulSet", "db"); n != 2 || e.victims[0].State() == "T" {
+		t.Fatalf("after SIGTERM: db at %d replicas, victim %s; want both reverted", n, e.victims[0].State())
+	}
+	if strings.Contains(d.stderrText(), "workload recorder:") {
+		t.Errorf("the workload recorder warned on SIGTERM:\n%s", d.stderrText())
+	}
 }
 
 // daemonRole is deploy/kustomize/base/role.yaml's Role as a ClusterRole (the test binds it for

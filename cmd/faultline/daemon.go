@@ -122,6 +122,7 @@ func (m *Main) daemon(c *cli.Context) error {
 	}
 	defer hist.Close()
 	opts.Results = hist
+	opts.PauseFile = filepath.Join(stateDir, "paused.json")
 	if opts.PriorStarts == nil {
 		opts.PriorStarts = historyStarts(hist)
 	}

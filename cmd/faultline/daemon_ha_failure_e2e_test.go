@@ -356,3 +356,32 @@ func daemonRole(t testing.TB) *rbacv1.ClusterRole {
 	}
 	return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Rules: r.Rules}
 }
+
+// A single daemon's pause survives its restart (it is kept in the state directory): a daemon that
+// was paused before a crash or an upgrade does not start scheduling again on its own.
+func TestDaemonPauseSurvivesRestart(t *testing.T) {
+	e := newDaemonEnv(t, 1, "")
+	d := startDaemon(t, e, nil)
+	if code, b := d.call(t, "POST", "/api/v1/pause", adminToken, nil); code != http.StatusOK {
+		t.Fatalf("pause: %d %s", code, b)
+	}
+	d.kill(t)
+	d = startDaemon(t, e, nil)
+	if !d.status(t).Paused {
+		t.Fatal("the restarted daemon forgot the pause")
+	}
+	if code, b := d.call(t, "POST", "/api/v1/runs", adminToken, map[string]string{"runbook": "s0"}); code != http.StatusConflict || !strings.Contains(string(b), "paused") {
+		t.Fatalf("trigger after the restart: %d %s, want 409 paused", code, b)
+	}
+	if code, b := d.call(t, "POST", "/api/v1/resume", adminToken, nil); code != http.StatusOK {
+		t.Fatalf("resume: %d %s", code, b)
+	}
+	_ = d.cmd.Process.Signal(interruptSignal)
+	d.wait(t, 30*time.Second)
+	d = startDaemon(t, e, nil)
+	if d.status(t).Paused {
+		t.Fatal("the daemon is paused after a resume and a restart")
+	}
+	_ = d.cmd.Process.Signal(interruptSignal)
+	d.wait(t, 30*time.Second)
+}

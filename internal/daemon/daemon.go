@@ -56,6 +56,8 @@ type Options struct {
 	// RecoveryBackoff is the first wait between failed recovery attempts (doubled up to
 	// 30s); 1s when zero.
 	RecoveryBackoff time.Duration
+	// PauseFile keeps a single daemon's pause switch across restarts (without a Coordinator).
+	PauseFile string
 }
 
 // Daemon schedules runs, serves Control, and keeps the ledger clean.
@@ -103,6 +105,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.base = ctx
 	d.mu.Unlock()
+	d.loadPauseFile()
 	defer func() {
 		d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
 		d.runsWG.Wait()

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/faultline-dev/faultline/experiments"
@@ -67,12 +69,68 @@ func (d *Daemon) Pause(ctx context.Context, who string) error { return d.setPaus
 func (d *Daemon) Resume(ctx context.Context, who string) error { return d.setPaused(ctx, false, who) }
 
 func (d *Daemon) setPaused(ctx context.Context, on bool, who string) error {
+	st := PauseState{Paused: on, By: who, At: time.Now()}
 	if d.o.Coordinator != nil {
-		if err := d.o.Coordinator.SetPaused(ctx, PauseState{Paused: on, By: who, At: time.Now()}); err != nil {
+		if err := d.o.Coordinator.SetPaused(ctx, st); err != nil {
+			return err
+		}
+	} else if d.o.PauseFile != "" {
+		if err := writePauseFile(d.o.PauseFile, st); err != nil {
 			return err
 		}
 	}
 	d.paused.Store(on)
+	return nil
+}
+
+// loadPauseFile restores a single daemon's pause switch; an unreadable file means paused, as an
+// unreadable switch in the cluster does.
+func (d *Daemon) loadPauseFile() {
+	if d.o.Coordinator != nil || d.o.PauseFile == "" {
+		return
+	}
+	b, err := os.ReadFile(d.o.PauseFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var st PauseState
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		d.log.Error("pause state unreadable; starting paused", "file", d.o.PauseFile, "err", err)
+		d.paused.Store(true)
+		return
+	}
+	d.paused.Store(st.Paused)
+	if st.Paused {
+		d.log.Info("starting paused, as before the restart", "by", st.By, "at", st.At)
+	}
+}
+
+func writePauseFile(path string, st PauseState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write the pause state: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync() // the answer promises the switch survives a crash
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write the pause state %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -95,11 +95,15 @@ func (k *KubeCoordinator) RequestHalt(ctx context.Context, req HaltRequest) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("send the halt to the leader (ConfigMap in %s): %w", k.Namespace, err)
 	}
-	defer func() {
-		// The answer is read; a request left behind is deleted by the leader's clean-up.
-		_ = cms.Delete(context.WithoutCancel(ctx), created.Name, metav1.DeleteOptions{})
-	}()
 	rv := created.ResourceVersion
+	answered := false
+	defer func() {
+		// Once answered the request has served its purpose. Unanswered, it stays for the leader to
+		// act on (a caller that gave up does not cancel a kill switch); the leader deletes it later.
+		if answered {
+			_ = cms.Delete(context.WithoutCancel(ctx), created.Name, metav1.DeleteOptions{})
+		}
+	}()
 	for {
 		w, err := cms.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", created.Name).String(), ResourceVersion: rv})
 		if err != nil {
@@ -108,6 +112,7 @@ func (k *KubeCoordinator) RequestHalt(ctx context.Context, req HaltRequest) ([]s
 		halted, done, err := k.awaitAnswer(ctx, w, &rv)
 		w.Stop()
 		if done || err != nil {
+			answered = done
 			return halted, err
 		}
 		if ctx.Err() != nil {
@@ -194,6 +199,9 @@ func (k *KubeCoordinator) answer(ctx context.Context, cm *corev1.ConfigMap, fn f
 	data := map[string]string{}
 	if err := json.Unmarshal([]byte(cm.Data["request"]), &req); err != nil {
 		data["state"], data["error"] = haltFailed, "unreadable request: "+err.Error()
+	} else if age := time.Since(cm.CreationTimestamp.Time); age > haltTimeout+30*time.Second {
+		// Its sender answered "no leader answered" long ago: acting on it now would surprise.
+		data["state"], data["error"] = haltFailed, fmt.Sprintf("expired: sent %s ago, when no replica led", age.Round(time.Second))
 	} else {
 		halted, err := fn(req)
 		hb, _ := json.Marshal(nonNilStrings(halted))

@@ -30,7 +30,8 @@ func (d *Daemon) Halt(ctx context.Context, runID, reason, who string) error {
 	if d.o.Coordinator == nil || d.leader.Load() {
 		return fmt.Errorf("%w: no active run %q", ErrNotFound, runID)
 	}
-	ctx, cancel := context.WithTimeout(ctx, haltTimeout)
+	// The halt goes on if the caller hangs up: it is not the caller's to cancel.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), haltTimeout)
 	defer cancel()
 	_, err := d.o.Coordinator.RequestHalt(ctx, HaltRequest{RunID: runID, Reason: reason, Who: who, Via: d.o.Identity})
 	return err
@@ -43,7 +44,7 @@ func (d *Daemon) HaltAll(ctx context.Context, reason, who string) ([]string, err
 	if d.o.Coordinator == nil || d.leader.Load() {
 		return halted, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, haltTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), haltTimeout)
 	defer cancel()
 	more, err := d.o.Coordinator.RequestHalt(ctx, HaltRequest{Reason: reason, Who: who, Via: d.o.Identity})
 	return append(halted, more...), err

@@ -131,6 +131,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// succeeds this replica is not ready and does not schedule.
 		d.ready.Store(false)
 		if !d.recoverUntilDone(lctx, d.o.Orphaned) {
+			// The lease is lost (or the daemon stops): the orphans are the next leader's now.
+			d.setRecovery("")
+			d.o.Metrics.RecoveryPending(false)
 			d.ready.Store(true)
 			return
 		}

@@ -260,7 +260,8 @@ func TestDaemonRecoveryFailureBlocksScheduling(t *testing.T) {
 	waitAllowed(t, tokenCS, f.NS)
 	kubeconfig := c.KubeconfigForToken(rbacClusterToken)
 
-	e := newDaemonEnv(t, 1, fmt.Sprintf("ledger: {backend: kubernetes, namespace: %s}\n", f.NS))
+	// A leader, as the issue found it: a new leader whose recovery failed scheduled anyway.
+	e := newDaemonEnv(t, 1, haConfig(f.NS, 3*time.Second))
 	rb := kubeRunbook(t, kubeData{ClusterID: clusterUID(t, c), Server: c.Server, Duration: "10m",
 		Faults: fmt.Sprintf(`[{shardOutage: {mode: scale-to-zero, workload: {kind: StatefulSet, name: db, namespace: %s}}}]`, f.NS)})
 	cfg, _ := os.ReadFile(e.config)
@@ -268,6 +269,7 @@ func TestDaemonRecoveryFailureBlocksScheduling(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, e, nil, "--kubeconfig", kubeconfig, "--identity", "replica-a")
+	waitFor(t, 20*time.Second, "the replica to lead", func() bool { return d.status(t).Leader })
 	d.trigger(t, "shard")
 	waitFor(t, 30*time.Second, "the shard to be down", func() bool {
 		n, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db")

@@ -40,6 +40,8 @@ type fakeControl struct {
 	block    chan struct{} // when set, Trigger waits for it to close
 	entered  chan struct{} // closed by a blocking Trigger when it starts waiting
 	enterOne sync.Once
+	// coordErr, when set, is what the safety calls fail with (a standby that reached no leader).
+	coordErr error
 }
 
 func (f *fakeControl) Schedules() []daemon.ScheduleStatus {
@@ -106,12 +108,15 @@ func (f *fakeControl) HaltAll(_ context.Context, reason, who string) ([]string, 
 	}
 	f.active = nil
 	f.record("halt-all %v (%s) by %s", ids, reason, who)
-	return ids, nil
+	return ids, f.coordErr
 }
 
 func (f *fakeControl) Pause(_ context.Context, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.coordErr != nil {
+		return f.coordErr
+	}
 	f.paused = true
 	f.record("pause by %s", who)
 	return nil
@@ -775,5 +780,24 @@ func TestNoTokenFileRefusesAll(t *testing.T) {
 	}
 	if err := e.srv.ReloadTokens(); err != nil {
 		t.Errorf("ReloadTokens without a file: %v", err)
+	}
+}
+
+// A safety call that could not be confirmed (a standby that reached no leader) is a 503 that says
+// so, audited as failed, never a 200.
+func TestSafetyCallsUnconfirmedAre503(t *testing.T) {
+	e := start(t)
+	e.control.mu.Lock()
+	e.control.coordErr = errors.New("no leader answered the halt request in time")
+	e.control.mu.Unlock()
+	for _, path := range []string{"/api/v1/halt", "/api/v1/pause"} {
+		r := e.do("POST", path, bearerAdmin, "")
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.errorText(t), "no leader answered") {
+			t.Errorf("%s: %d %s, want 503 naming the cause", path, r.code, r.body)
+		}
+	}
+	entries := e.audit()
+	if len(entries) != 2 || entries[0].Outcome != OutcomeFailed || entries[1].Outcome != OutcomeFailed {
+		t.Fatalf("audit: %+v, want two failed entries", entries)
 	}
 }

@@ -9,6 +9,7 @@ package recorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -430,7 +431,8 @@ func (s *workloadSession) watchError(what string, err error) {
 	if len(s.watchErrs) < 20 {
 		s.watchErrs = append(s.watchErrs, msg)
 	}
-	if s.started {
+	// A watch ended by the run's own cancellation (a halt, SIGTERM) is no interruption.
+	if s.started && !errors.Is(err, context.Canceled) {
 		s.log.Warn("workload recorder: watch interrupted (client-go re-lists; events in the gap arrive late)", "watch", what, "err", err)
 	}
 }
@@ -494,7 +496,7 @@ func (s *workloadSession) Finish(ctx context.Context, end experiments.RecordingE
 	// workloads and their pods now, and do not judge recovery before the watches have shown at
 	// least that state.
 	b, err := s.snapshot(ctx)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		s.log.Warn("workload recorder: cannot read the current state to catch up with; judging from the watches alone", "err", err)
 	}
 	for {

@@ -48,15 +48,22 @@ func (e *Entry) Open() bool { return e.State != StateReverted }
 // Owner identifies the process that applied a fault, so that recover leaves a live run alone.
 type Owner struct {
 	// ID names the owner where a pid means nothing to others: a daemon replica's identity.
-	ID   string `json:"id,omitempty"`
-	PID  int    `json:"pid"`
-	Host string `json:"host"`
+	ID string `json:"id,omitempty"`
+	// Incarnation is random per process start: a replica restarted under the same ID (a pod's
+	// container restarted) tells its dead predecessor's entries from its own by it. Entries
+	// written before it existed decode with it empty, which no live process has.
+	Incarnation string `json:"incarnation,omitempty"`
+	PID         int    `json:"pid"`
+	Host        string `json:"host"`
 	// Start is the process's start time in clock ticks since boot (/proc/PID/stat field 22); with the
 	// pid it tells a live owner from an unrelated process that reused the pid.
 	Start uint64 `json:"start"`
 }
 
 func (o Owner) String() string {
+	if o.ID != "" && o.Incarnation != "" {
+		return fmt.Sprintf("%s incarnation %s, pid %d on %s", o.ID, o.Incarnation, o.PID, o.Host)
+	}
 	if o.ID != "" {
 		return fmt.Sprintf("%s, pid %d on %s", o.ID, o.PID, o.Host)
 	}

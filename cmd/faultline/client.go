@@ -164,6 +164,12 @@ func (a *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		}
 	case http.StatusForbidden:
 		msg = fmt.Sprintf("refused by the daemon at %s: %s", a.base, msg)
+	case http.StatusBadRequest:
+		if strings.Contains(msg, "HTTP request to an HTTPS server") {
+			msg = fmt.Sprintf("the daemon at %s serves HTTPS: use --server %s", a.base, strings.Replace(a.base, "http://", "https://", 1))
+			break
+		}
+		msg = fmt.Sprintf("%s (%d from %s)", msg, resp.StatusCode, a.base)
 	default:
 		msg = fmt.Sprintf("%s (%d from %s)", msg, resp.StatusCode, a.base)
 	}

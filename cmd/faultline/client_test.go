@@ -405,13 +405,13 @@ func TestTriggerRefusalsAndClientErrors(t *testing.T) {
 	}
 
 	// Paused: a trigger is refused (409), exit 4.
-	s.daemon.Pause("test")
+	_ = s.daemon.Pause(context.Background(), "test")
 	o := s.admin(t, "trigger", "quick")
 	if o.code != exitInvalid || !strings.Contains(o.stderr, "paused") {
 		t.Fatalf("trigger while paused: exit %d, stderr %s", o.code, o.stderr)
 	}
 	want(t, s.as(t, s.readerFile, "status"), 0, "PAUSED")
-	s.daemon.Resume("test")
+	_ = s.daemon.Resume(context.Background(), "test")
 
 	// The address and the token from the environment.
 	t.Setenv("FAULTLINE_SERVER", strings.TrimPrefix(s.url, "http://"))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -68,7 +69,11 @@ func (m *Main) daemon(c *cli.Context) error {
 		return exitWith(exitAborted, err)
 	}
 
+	// The incarnation tells this process from an earlier one under the same identity (a pod's
+	// restarted container): the ledger entries and the Lease it writes carry it.
+	incarnation := daemon.NewIncarnation()
 	var ledger safety.Ledger
+	var d *daemon.Daemon
 	opts := daemon.Options{Config: lc, Registry: reg, Logger: log, Identity: identity}
 	if lc.Ledger.Backend == "kubernetes" {
 		cs, err := kc.Clientset()
@@ -83,13 +88,16 @@ func (m *Main) daemon(c *cli.Context) error {
 			return exitWith(exitInvalid, errors.New("ledger.backend kubernetes needs ledger.namespace (or run in a pod)"))
 		}
 		ledger = &safety.KubeLedger{Client: cs, Namespace: ns}
-		opts.Claimer = &daemon.ConfigMapClaimer{Client: cs, Namespace: ns}
+		claims := &daemon.ConfigMapClaimer{Client: cs, Namespace: ns, TTL: max(lc.Ledger.Retention.D(), 48*time.Hour)}
+		opts.Claimer, opts.PriorStarts = claims, claims.Starts
 		if le := lc.LeaderElection; le != nil {
 			if le.Namespace == "" {
 				le.Namespace = ns
 			}
-			opts.Elect = daemon.LeaseElector(cs, *le, identity)
-			opts.Orphaned = daemon.NotIdentity(identity)
+			holder := daemon.Holder(identity, incarnation)
+			opts.Elect = daemon.LeaseElector(cs, *le, holder, func(h string) { d.ObserveLeader(h) })
+			opts.Orphaned = daemon.NotSelf(identity, incarnation)
+			opts.Coordinator = &daemon.KubeCoordinator{Client: cs, Namespace: le.Namespace, LeaseName: le.LeaseName, Holder: holder, Log: log}
 		}
 	} else {
 		fl, err := safety.OpenLedger(ledgerPath(stateDir))
@@ -101,7 +109,7 @@ func (m *Main) daemon(c *cli.Context) error {
 	eng, met := newEngine(reg, ledger, log)
 	withKube(eng, kc)
 	eng.Owner = safety.Self()
-	eng.Owner.ID = identity
+	eng.Owner.ID, eng.Owner.Incarnation = identity, incarnation
 	opts.Engine, opts.Env = eng, eng.InjectorEnv
 	opts.Metrics = metrics.NewDaemon(met.Registry)
 
@@ -114,12 +122,16 @@ func (m *Main) daemon(c *cli.Context) error {
 	}
 	defer hist.Close()
 	opts.Results = hist
+	opts.PauseFile = filepath.Join(stateDir, "paused.json")
+	if opts.PriorStarts == nil {
+		opts.PriorStarts = historyStarts(hist)
+	}
 
 	audit := lc.API.AuditLog
 	if audit == "" {
 		audit = filepath.Join(stateDir, "audit.log")
 	}
-	d := daemon.New(opts)
+	d = daemon.New(opts)
 	srv, err := api.New(api.Config{TokenFile: lc.API.TokensFile, AuditLog: audit, TLSCertFile: lc.API.CertFile,
 		TLSKeyFile: lc.API.KeyFile, MetricsAuth: lc.API.MetricsAuth}, d, hist, met.Registry, log)
 	if err != nil {
@@ -130,8 +142,11 @@ func (m *Main) daemon(c *cli.Context) error {
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("api.address: %w", err))
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && lc.API.CertFile == "" && !tcp.IP.IsLoopback() {
+		log.Warn("the API is served without TLS on a non-loopback address: bearer tokens travel in clear; set api.certFile and api.keyFile")
+	}
 	// A stable line on stderr, whatever the log level: scripts and tests read the bound address.
-	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s)\n", ln.Addr(), identity)
+	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s, incarnation %s)\n", ln.Addr(), identity, incarnation)
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- srv.Serve(ctx, ln) }()
 	go m.daemonHousekeeping(ctx, srv, hist, log)
@@ -172,5 +187,24 @@ func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist *hi
 				log.Info("history retention dropped old runs", "runs", n)
 			}
 		}
+	}
+}
+
+// historyStarts reads a single daemon's earlier scheduled starts from its history, so that the
+// per-day cap survives a restart.
+func historyStarts(hist *history.Store) func(ctx context.Context, sched string, since time.Time) ([]time.Time, error) {
+	return func(ctx context.Context, sched string, since time.Time) ([]time.Time, error) {
+		runs, err := hist.List(ctx, history.Filter{Schedule: sched, Since: since})
+		if err != nil {
+			return nil, err
+		}
+		var out []time.Time
+		for _, r := range runs {
+			if r.Trigger == "schedule" {
+				out = append(out, r.StartedAt)
+			}
+		}
+		slices.SortFunc(out, time.Time.Compare)
+		return out, nil
 	}
 }

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/internal/daemon"
 )
 
 func percentile(ds []time.Duration, q float64) time.Duration {
@@ -104,7 +105,7 @@ leaderElection: {namespace: %s, leaseDuration: %s, renewDeadline: 2s, retryPerio
 		waitFor(b, 20*time.Second, "the condition", func() bool {
 			l, err := c.Client.CoordinationV1().Leases(ns).Get(ctx, "faultline-daemon", metav1.GetOptions{})
 			if err == nil && l.Spec.HolderIdentity != nil {
-				leader = *l.Spec.HolderIdentity
+				leader = daemon.HolderIdentity(*l.Spec.HolderIdentity)
 			}
 			return leader != ""
 		})

@@ -97,6 +97,20 @@ func startDaemon(t testing.TB, e *daemonEnv, env []string, args ...string) *runn
 // highly available daemon has in its own pod.
 func startDaemonIn(t testing.TB, e *daemonEnv, state string, env []string, args ...string) *runningDaemon {
 	t.Helper()
+	d := startDaemonUnready(t, e, state, env, args...)
+	waitFor(t, 20*time.Second, "the daemon to be ready", func() bool {
+		resp, err := http.Get(d.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return d
+}
+
+// startDaemonUnready starts a daemon and waits only for its API address.
+func startDaemonUnready(t testing.TB, e *daemonEnv, state string, env []string, args ...string) *runningDaemon {
+	t.Helper()
 	s := startFaultline(t, env, state, append([]string{"daemon", "--config", e.config}, args...)...)
 	d := &runningDaemon{started: s}
 	waitFor(t, 20*time.Second, "the daemon's API address", func() bool {
@@ -110,13 +124,6 @@ func startDaemonIn(t testing.TB, e *daemonEnv, state string, env []string, args 
 			d.url = "http://" + m[1]
 		}
 		return m != nil
-	})
-	waitFor(t, 20*time.Second, "the daemon to be ready", func() bool {
-		resp, err := http.Get(d.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
 	})
 	return d
 }

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/safety"
 )
 
@@ -41,7 +42,7 @@ leaderElection: {namespace: %s, leaseDuration: %s, renewDeadline: 2s, retryPerio
 	if err != nil || l.Spec.HolderIdentity == nil {
 		t.Fatalf("lease: %v", err)
 	}
-	leader := *l.Spec.HolderIdentity
+	leader := daemon.HolderIdentity(*l.Spec.HolderIdentity)
 	open, err := safety.OpenEntries(ctx, ledger)
 	if err != nil || len(open) != 1 || open[0].Owner.ID != leader {
 		t.Fatalf("cluster ledger before the kill: %+v (err %v), want one entry owned by %s", open, err, leader)

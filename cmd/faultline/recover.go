@@ -13,7 +13,8 @@ func (m *Main) recoverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "recover",
 		Usage: "revert every fault a crashed or killed run left applied",
-		Description: `Reads the ledger in --state-dir and reverts every fault that is not marked reverted,
+		Description: `Reads the ledger in --state-dir (or, with --ledger kubernetes, the daemon's ledger
+ConfigMaps in --namespace) and reverts every fault that is not marked reverted,
 using only what the ledger recorded. Faults owned by a run that is still alive are left
 alone (halt it instead) unless --force is given. Then removes leftovers that no ledger
 entry owns (e.g. FAULTLINE-* iptables chains from a crash before the ledger was written).
@@ -22,7 +23,7 @@ Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in 
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "also revert faults of runs that are still alive"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list the ledger's faults that would be reverted; change nothing"},
-		}, kubeFlags()...),
+		}, append(kubeFlags(), recoverLedgerFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := m.logger(c)
 			if err != nil {
@@ -32,14 +33,12 @@ Exit 0 when nothing is left applied, 6 when a revert failed (the entry stays in 
 			if err != nil {
 				return exitWith(exitAborted, err)
 			}
-			// A missing ledger is a mistyped --state-dir far more often than a clean system: say so
-			// rather than "nothing to recover", and create nothing.
-			ledger, err := openExistingLedger(c.String("state-dir"))
+			ledger, live, err := recoverLedger(c)
 			if err != nil {
-				return exitWith(exitInvalid, err)
+				return err
 			}
 			sum, err := experiments.Recover(c.Context, ledger, reg, injectors.Env{Logger: log, Kube: kubeClient(c)},
-				experiments.RecoverOptions{Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+				experiments.RecoverOptions{Force: c.Bool("force"), DryRun: c.Bool("dry-run"), Live: live})
 			for _, line := range sum.Lines {
 				fmt.Fprintln(m.Stdout, line)
 			}

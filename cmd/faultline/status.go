@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,6 +56,8 @@ func printStatus(w io.Writer, server string, st *api.StatusResponse) {
 	role := "standby (another replica schedules)"
 	if st.Leader {
 		role = "leader"
+	} else if st.LeaderIdentity != "" {
+		role = "standby (" + st.LeaderIdentity + " schedules; halt, pause and resume sent here reach it)"
 	}
 	sched := "scheduling"
 	if st.Paused {
@@ -65,6 +68,9 @@ func printStatus(w io.Writer, server string, st *api.StatusResponse) {
 		ready = "NOT READY (startup recovery has not finished)"
 	}
 	fmt.Fprintf(w, "daemon %s: %s, %s, %s\n", server, role, ready, sched)
+	if st.Recovery != "" {
+		fmt.Fprintf(w, "RECOVERY FAILING, nothing is scheduled until it succeeds: %s\n", st.Recovery)
+	}
 
 	fmt.Fprintf(w, "\nSCHEDULES (%d)\n", len(st.Schedules))
 	if len(st.Schedules) > 0 {
@@ -77,6 +83,8 @@ func printStatus(w io.Writer, server string, st *api.StatusResponse) {
 				next = until(*s.NextStart, st.Now)
 			case st.Paused:
 				next = "paused"
+			case st.Leader && slices.ContainsFunc(st.Active, func(r daemon.RunSummary) bool { return r.Schedule == s.Name }):
+				next = "after the active run"
 			case !st.Leader:
 				next = "(on the leader)"
 			}

@@ -29,13 +29,33 @@ func Loop(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
 // be recomputed because it is random.
 func LoopNotify(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
 	start func(ctx context.Context, scheduled time.Time) error, paused func() bool, next func(time.Time)) error {
+	return LoopFrom(ctx, clk, c, rng, start, paused, next, nil)
+}
+
+// LoopFrom is LoopNotify continuing from prior starts (ascending; made by an earlier process or
+// another replica): they count toward MaxRunsPerDay, and the first start is computed from the
+// last of them where that lies ahead (a chaos-monkey gap, @every), so a restart or a failover
+// neither resets the cap nor shortens the gap.
+func LoopFrom(ctx context.Context, clk Clock, c *Compiled, rng *rand.Rand,
+	start func(ctx context.Context, scheduled time.Time) error, paused func() bool, next func(time.Time), prior []time.Time) error {
 	if clk == nil || c == nil || start == nil {
 		return errors.New("schedule loop: clock, schedule and start are required")
 	}
-	var starts []time.Time // this process's starts; only the last two days matter to the cap
 	after := clk.Now()
+	// the starts made so far; only the last two days matter to the cap
+	starts := recent(append([]time.Time(nil), prior...), after)
+	var first time.Time
+	if n := len(starts); n > 0 {
+		if at := c.nextCapped(starts[n-1], rng, starts); at.After(after) {
+			first = at
+		}
+	}
 	for {
-		at := c.nextCapped(after, rng, starts)
+		at := first
+		if at.IsZero() {
+			at = c.nextCapped(after, rng, starts)
+		}
+		first = time.Time{}
 		if at.IsZero() {
 			return fmt.Errorf("schedule %q after %s: %w", c.spec.Name, after.Format(time.RFC3339), ErrNoStart)
 		}

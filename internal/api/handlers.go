@@ -78,13 +78,15 @@ func nonNil[T any](s []T) []T {
 
 func (s *Server) status(*http.Request, principal) reply {
 	return ok(http.StatusOK, StatusResponse{
-		Now:       time.Now().UTC(),
-		Leader:    s.control.Leader(),
-		Paused:    s.control.Paused(),
-		Ready:     s.control.Ready(),
-		Schedules: nonNil(s.control.Schedules()),
-		Active:    nonNil(s.control.Active()),
-		Unstored:  s.unstored(),
+		Now:            time.Now().UTC(),
+		Leader:         s.control.Leader(),
+		LeaderIdentity: s.control.LeaderIdentity(),
+		Recovery:       s.control.Recovery(),
+		Paused:         s.control.Paused(),
+		Ready:          s.control.Ready(),
+		Schedules:      nonNil(s.control.Schedules()),
+		Active:         nonNil(s.control.Active()),
+		Unstored:       s.unstored(),
 	})
 }
 
@@ -260,7 +262,7 @@ func (s *Server) haltRun(r *http.Request, who principal) reply {
 		reason = defaultReason
 	}
 	var rep reply
-	if err := s.control.Halt(id, reason, who.Name); err != nil {
+	if err := s.control.Halt(r.Context(), id, reason, who.Name); err != nil {
 		rep = fail(fmt.Errorf("halt run %s: %w", id, err))
 	} else {
 		rep = reply{code: http.StatusOK, body: HaltResponse{Halted: []string{id}}, halted: []string{id}}
@@ -277,7 +279,14 @@ func (s *Server) haltAll(r *http.Request, who principal) reply {
 	if reason == "" {
 		reason = defaultReason
 	}
-	halted := nonNil(s.control.HaltAll(reason, who.Name))
+	halted, err := s.control.HaltAll(r.Context(), reason, who.Name)
+	halted = nonNil(halted)
+	if err != nil {
+		// Some runs may be halted already (this replica's); the leader's are not confirmed.
+		rep := failCode(http.StatusServiceUnavailable, fmt.Errorf("kill switch: %w", err))
+		rep.halted, rep.reason = halted, reason
+		return rep
+	}
 	return reply{code: http.StatusOK, body: HaltResponse{Halted: halted}, halted: halted, reason: reason}
 }
 
@@ -286,7 +295,11 @@ func (s *Server) pause(r *http.Request, who principal) reply {
 	if err != nil {
 		return bodyError(err)
 	}
-	s.control.Pause(who.Name)
+	if err := s.control.Pause(r.Context(), who.Name); err != nil {
+		rep := failCode(http.StatusServiceUnavailable, fmt.Errorf("pause: %w", err))
+		rep.reason = reason
+		return rep
+	}
 	return reply{code: http.StatusOK, body: PauseResponse{Paused: s.control.Paused()}, reason: reason}
 }
 
@@ -295,6 +308,10 @@ func (s *Server) resume(r *http.Request, who principal) reply {
 	if err != nil {
 		return bodyError(err)
 	}
-	s.control.Resume(who.Name)
+	if err := s.control.Resume(r.Context(), who.Name); err != nil {
+		rep := failCode(http.StatusServiceUnavailable, fmt.Errorf("resume: %w", err))
+		rep.reason = reason
+		return rep
+	}
 	return reply{code: http.StatusOK, body: PauseResponse{Paused: s.control.Paused()}, reason: reason}
 }

@@ -41,6 +41,8 @@ type fakeControl struct {
 	entered  chan struct{} // closed by a blocking Trigger when it starts waiting
 	enterOne sync.Once
 	unstored []daemon.UnstoredRun
+	// coordErr, when set, is what the safety calls fail with (a standby that reached no leader).
+	coordErr error
 }
 
 func (f *fakeControl) Schedules() []daemon.ScheduleStatus {
@@ -86,7 +88,7 @@ func (f *fakeControl) Trigger(ctx context.Context, runbook, who string) (string,
 	return id, nil
 }
 
-func (f *fakeControl) Halt(runID, reason, who string) error {
+func (f *fakeControl) Halt(_ context.Context, runID, reason, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i := slices.IndexFunc(f.active, func(r daemon.RunSummary) bool { return r.RunID == runID })
@@ -98,7 +100,7 @@ func (f *fakeControl) Halt(runID, reason, who string) error {
 	return nil
 }
 
-func (f *fakeControl) HaltAll(reason, who string) []string {
+func (f *fakeControl) HaltAll(_ context.Context, reason, who string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ids []string
@@ -107,26 +109,33 @@ func (f *fakeControl) HaltAll(reason, who string) []string {
 	}
 	f.active = nil
 	f.record("halt-all %v (%s) by %s", ids, reason, who)
-	return ids
+	return ids, f.coordErr
 }
 
-func (f *fakeControl) Pause(who string) {
+func (f *fakeControl) Pause(_ context.Context, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.coordErr != nil {
+		return f.coordErr
+	}
 	f.paused = true
 	f.record("pause by %s", who)
+	return nil
 }
 
-func (f *fakeControl) Resume(who string) {
+func (f *fakeControl) Resume(_ context.Context, who string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paused = false
 	f.record("resume by %s", who)
+	return nil
 }
 
-func (f *fakeControl) Paused() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
-func (f *fakeControl) Leader() bool { return true }
-func (f *fakeControl) Ready() bool  { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }
+func (f *fakeControl) Paused() bool           { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
+func (f *fakeControl) Leader() bool           { return true }
+func (f *fakeControl) LeaderIdentity() string { return "fake" }
+func (f *fakeControl) Recovery() string       { return "" }
+func (f *fakeControl) Ready() bool            { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }
 
 func (f *fakeControl) Calls() []string {
 	f.mu.Lock()
@@ -772,5 +781,24 @@ func TestNoTokenFileRefusesAll(t *testing.T) {
 	}
 	if err := e.srv.ReloadTokens(); err != nil {
 		t.Errorf("ReloadTokens without a file: %v", err)
+	}
+}
+
+// A safety call that could not be confirmed (a standby that reached no leader) is a 503 that says
+// so, audited as failed, never a 200.
+func TestSafetyCallsUnconfirmedAre503(t *testing.T) {
+	e := start(t)
+	e.control.mu.Lock()
+	e.control.coordErr = errors.New("no leader answered the halt request in time")
+	e.control.mu.Unlock()
+	for _, path := range []string{"/api/v1/halt", "/api/v1/pause"} {
+		r := e.do("POST", path, bearerAdmin, "")
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.errorText(t), "no leader answered") {
+			t.Errorf("%s: %d %s, want 503 naming the cause", path, r.code, r.body)
+		}
+	}
+	entries := e.audit()
+	if len(entries) != 2 || entries[0].Outcome != OutcomeFailed || entries[1].Outcome != OutcomeFailed {
+		t.Fatalf("audit: %+v, want two failed entries", entries)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -119,12 +120,15 @@ func TestTLS(t *testing.T) {
 	}
 
 	// Plain HTTP to the TLS port gets no API, and an untrusting client no connection.
+	// The refusal says to use HTTPS (curl and the CLI show it).
 	plain, err := http.Get(strings.Replace(e.url, "https://", "http://", 1) + "/healthz")
-	if err == nil {
-		plain.Body.Close()
-		if plain.StatusCode == http.StatusOK {
-			t.Error("plain HTTP on the TLS port answered 200")
-		}
+	if err != nil {
+		t.Fatalf("plain HTTP on the TLS port: %v, want a 400 with a hint", err)
+	}
+	hint, _ := io.ReadAll(plain.Body)
+	plain.Body.Close()
+	if plain.StatusCode != http.StatusBadRequest || !strings.Contains(string(hint), "HTTPS") {
+		t.Errorf("plain HTTP on the TLS port: %d %q, want 400 with a hint to use HTTPS", plain.StatusCode, hint)
 	}
 	untrusting := &http.Client{Timeout: 10 * time.Second}
 	if resp, err := untrusting.Get(e.url + "/healthz"); err == nil {

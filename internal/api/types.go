@@ -11,8 +11,12 @@ import (
 
 // StatusResponse is GET /api/v1/status.
 type StatusResponse struct {
-	Now       time.Time               `json:"now"`
-	Leader    bool                    `json:"leader"`
+	Now    time.Time `json:"now"`
+	Leader bool      `json:"leader"`
+	// LeaderIdentity names the replica that schedules (this one, or the Lease holder).
+	LeaderIdentity string `json:"leaderIdentity,omitempty"`
+	// Recovery says why orphaned faults are not reverted yet; nothing is scheduled meanwhile.
+	Recovery  string                  `json:"recovery,omitempty"`
 	Paused    bool                    `json:"paused"`
 	Ready     bool                    `json:"ready"`
 	Schedules []daemon.ScheduleStatus `json:"schedules"`

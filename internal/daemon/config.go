@@ -45,8 +45,9 @@ type HistoryConfig struct {
 
 // LedgerConfig chooses where applied faults are recorded.
 type LedgerConfig struct {
-	Backend   string `yaml:"backend,omitempty" json:"backend,omitempty" enum:"file,kubernetes" doc:"file (default; <stateDir>/ledger.db) or kubernetes (one ConfigMap per fault, so a new leader can revert what a dead one left)."`
-	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty" doc:"Namespace of the ledger objects (kubernetes backend; default: the pod's namespace)."`
+	Backend   string            `yaml:"backend,omitempty" json:"backend,omitempty" enum:"file,kubernetes" doc:"file (default; <stateDir>/ledger.db) or kubernetes (one ConfigMap per fault, so a new leader can revert what a dead one left)."`
+	Namespace string            `yaml:"namespace,omitempty" json:"namespace,omitempty" doc:"Namespace of the ledger objects (kubernetes backend; default: the pod's namespace)."`
+	Retention runbooks.Duration `yaml:"retention,omitempty" json:"retention,omitempty" doc:"Delete reverted entries (and claims of scheduled starts) older than this; default 168h. Entries not reverted are never deleted."`
 }
 
 // LeaderElection configures the Lease.
@@ -169,6 +170,9 @@ func (lc *LoadedConfig) applyDefaults() {
 	}
 	if c.Ledger.Backend == "" {
 		c.Ledger.Backend = "file"
+	}
+	if c.Ledger.Retention == 0 {
+		c.Ledger.Retention = runbooks.Duration(7 * 24 * time.Hour)
 	}
 	if le := c.LeaderElection; le != nil {
 		if le.LeaseName == "" {

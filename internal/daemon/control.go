@@ -19,16 +19,24 @@ type Control interface {
 	// Trigger starts a run of a configured runbook now (by schedule name or runbook path), outside
 	// the schedule but inside the same policy: a blackout or a paused daemon refuses it.
 	Trigger(ctx context.Context, runbook, who string) (runID string, err error)
-	// Halt halts one running run; every fault of it is reverted before the run's result is stored.
-	Halt(runID, reason, who string) error
-	// HaltAll is the kill switch: halt every running run. It returns the runs halted.
-	HaltAll(reason, who string) []string
+	// Halt halts one running run; every fault of it is reverted before it returns. A standby
+	// hands it to the leader and waits for its answer.
+	Halt(ctx context.Context, runID, reason, who string) error
+	// HaltAll is the kill switch: halt every running run in the cluster. It returns the runs
+	// halted once their faults are reverted.
+	HaltAll(ctx context.Context, reason, who string) ([]string, error)
 	// Pause stops scheduling (running runs continue unless halted); Resume starts it again.
-	Pause(who string)
-	Resume(who string)
+	// With several replicas the switch lives in the cluster and survives failover.
+	Pause(ctx context.Context, who string) error
+	Resume(ctx context.Context, who string) error
 	Paused() bool
-	// Leader reports whether this replica is the one that schedules.
+	// Leader reports whether this replica is the one that schedules; LeaderIdentity names the
+	// one that does, as far as this replica knows (empty when unknown).
 	Leader() bool
+	LeaderIdentity() string
+	// Recovery is empty, or says why orphaned faults are not reverted yet (then nothing is
+	// scheduled and the replica is not ready).
+	Recovery() string
 	// Ready reports whether startup recovery has finished (the ledger is clean or owned).
 	Ready() bool
 }

@@ -48,6 +48,16 @@ type Options struct {
 	// Orphaned reports whether a ledger entry's owner is gone (used when taking the lead).
 	// Nil means the local process check.
 	Orphaned func(safety.Owner) bool
+	// Coordinator shares pause and halts between replicas; nil for a single daemon.
+	Coordinator Coordinator
+	// PriorStarts lists a schedule's starts made by earlier processes or other replicas since
+	// the given time, so that MaxRunsPerDay and chaos-monkey gaps survive restarts. May be nil.
+	PriorStarts func(ctx context.Context, schedule string, since time.Time) ([]time.Time, error)
+	// RecoveryBackoff is the first wait between failed recovery attempts (doubled up to
+	// 30s); 1s when zero.
+	RecoveryBackoff time.Duration
+	// PauseFile keeps a single daemon's pause switch across restarts (without a Coordinator).
+	PauseFile string
 }
 
 // Daemon schedules runs, serves Control, and keeps the ledger clean.
@@ -61,11 +71,13 @@ type Daemon struct {
 	// runsWG counts run goroutines, so that shutdown waits for results to be stored.
 	runsWG sync.WaitGroup
 
-	mu    sync.Mutex
-	runs  map[string]*activeRun
-	next  map[string]time.Time
-	today map[string][]time.Time
-	base  context.Context // the daemon's lifetime; runs derive from it, not from API requests
+	mu sync.Mutex
+	// leaderHolder is the Lease holder last seen; recovery says why this replica is not ready.
+	leaderHolder, recovery string
+	runs                   map[string]*activeRun
+	next                   map[string]time.Time
+	today                  map[string][]time.Time
+	base                   context.Context // the daemon's lifetime; runs derive from it, not from API requests
 	// unstored are results history refused (see UnstoredResults).
 	unstored []UnstoredRun
 }
@@ -95,6 +107,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.base = ctx
 	d.mu.Unlock()
+	d.loadPauseFile()
 	defer func() {
 		d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
 		d.runsWG.Wait()
@@ -102,8 +115,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	if d.o.Elect == nil {
 		// A single daemon owns its ledger: whatever is open belongs to a dead process.
-		if err := d.recover(ctx, nil); err != nil {
-			return fmt.Errorf("startup recovery: %w", err)
+		if !d.recoverUntilDone(ctx, nil) {
+			return nil
 		}
 		d.ready.Store(true)
 		d.leader.Store(true)
@@ -116,11 +129,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("became leader", "identity", d.o.Identity)
 		// The previous leader may have died mid-experiment: its faults are ours to revert before
 		// anything new is scheduled.
-		if err := d.recover(lctx, d.o.Orphaned); err != nil {
-			d.log.Error("recovering orphaned faults", "err", err)
+		// Nothing is scheduled on top of faults that are still applied: until recovery
+		// succeeds this replica is not ready and does not schedule.
+		d.ready.Store(false)
+		if !d.recoverUntilDone(lctx, d.o.Orphaned) {
+			// The lease is lost (or the daemon stops): the orphans are the next leader's now.
+			d.setRecovery("")
+			d.o.Metrics.RecoveryPending(false)
+			d.ready.Store(true)
+			return
 		}
+		d.ready.Store(true)
 		d.leader.Store(true)
 		d.o.Metrics.SetLeader(true)
+		if d.o.Coordinator != nil {
+			go d.o.Coordinator.ServeHalts(lctx, d.answerHalt)
+		}
+		go d.prune(lctx)
 		d.schedule(lctx)
 		d.leader.Store(false)
 		d.o.Metrics.SetLeader(false)
@@ -149,14 +174,15 @@ func (d *Daemon) schedule(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			err := schedule.LoopNotify(ctx, d.o.Clock, c, rng, func(lctx context.Context, at time.Time) error {
+			prior := d.priorStarts(ctx, name)
+			err := schedule.LoopFrom(ctx, d.o.Clock, c, rng, func(lctx context.Context, at time.Time) error {
 				return d.scheduledStart(lctx, name, c, at)
-			}, d.paused.Load, func(at time.Time) {
+			}, func() bool { return d.schedulingPaused(ctx) }, func(at time.Time) {
 				d.mu.Lock()
 				d.next[name] = at
 				d.mu.Unlock()
 				d.o.Metrics.NextStart(name, at)
-			})
+			}, prior)
 			// LoopNotify returns only with an error: ctx ending, or no permitted start left.
 			if ctx.Err() == nil {
 				d.log.Error("schedule stopped", "schedule", name, "err", err)
@@ -169,6 +195,10 @@ func (d *Daemon) schedule(ctx context.Context) {
 // scheduledStart claims the start, admits it through the concurrency gate and runs it to the end,
 // halting it if it would overrun its window or run into a blackout.
 func (d *Daemon) scheduledStart(ctx context.Context, name string, c *schedule.Compiled, at time.Time) error {
+	// The next start is not known until this one is over: status must not show this one as next.
+	d.mu.Lock()
+	delete(d.next, name)
+	d.mu.Unlock()
 	if d.o.Claimer != nil {
 		ok, err := d.o.Claimer.Claim(ctx, name, at, d.o.Identity)
 		if err != nil {
@@ -311,7 +341,7 @@ func (d *Daemon) Active() []RunSummary {
 }
 
 // Trigger implements Control: a run of a configured schedule's runbook, now.
-func (d *Daemon) Trigger(_ context.Context, name, who string) (string, error) {
+func (d *Daemon) Trigger(ctx context.Context, name, who string) (string, error) {
 	var sched *schedule.Schedule
 	for i, s := range d.o.Config.Schedules {
 		if s.Name == name || s.Runbook == name {
@@ -322,9 +352,11 @@ func (d *Daemon) Trigger(_ context.Context, name, who string) (string, error) {
 	switch {
 	case sched == nil:
 		return "", fmt.Errorf("%w: no schedule or runbook %q in the daemon's config", ErrNotFound, name)
+	case d.Recovery() != "":
+		return "", fmt.Errorf("%w: %s", ErrConflict, d.Recovery())
 	case !d.leader.Load():
-		return "", fmt.Errorf("%w: this replica is not the leader", ErrConflict)
-	case d.paused.Load():
+		return "", fmt.Errorf("%w: this replica is not the leader (%s is)", ErrConflict, dash(d.LeaderIdentity()))
+	case d.schedulingPaused(ctx):
 		return "", fmt.Errorf("%w: scheduling is paused", ErrConflict)
 	}
 	c := d.o.Config.Compiled[sched.Name]
@@ -340,37 +372,17 @@ func (d *Daemon) Trigger(_ context.Context, name, who string) (string, error) {
 	return ar.sum.RunID, nil
 }
 
-// Halt implements Control; it returns once the run's faults are reverted.
-func (d *Daemon) Halt(runID, reason, who string) error {
-	d.mu.Lock()
-	r, ok := d.runs[runID]
-	d.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: no active run %q", ErrNotFound, runID)
-	}
-	r.cancel(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (by %s)", reason, who)})
-	<-r.done
-	return nil
-}
-
-// HaltAll implements Control: the kill switch.
-func (d *Daemon) HaltAll(reason, who string) []string {
-	return d.haltAll(&experiments.HaltRequest{Source: "operator", Reason: fmt.Sprintf("%s (kill switch, by %s)", reason, who)})
-}
-
-// Pause implements Control.
-func (d *Daemon) Pause(string) { d.paused.Store(true) }
-
-// Resume implements Control.
-func (d *Daemon) Resume(string) { d.paused.Store(false) }
-
-// Paused implements Control.
-func (d *Daemon) Paused() bool { return d.paused.Load() }
-
 // Leader implements Control.
 func (d *Daemon) Leader() bool { return d.leader.Load() }
 
 // Ready implements Control.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+func dash(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
 
 var _ Control = (*Daemon)(nil)

@@ -13,6 +13,9 @@ type Daemon struct {
 	runs      *prometheus.CounterVec
 	// regressions: see baseline.go.
 	regressions *prometheus.GaugeVec
+	// recoveryPending is 1 while orphaned faults could not be reverted (nothing is scheduled).
+	recoveryPending  prometheus.Gauge
+	recoveryFailures prometheus.Counter
 }
 
 // NewDaemon registers the daemon's collectors on reg.
@@ -28,8 +31,14 @@ func NewDaemon(reg prometheus.Registerer) *Daemon {
 			Name: "faultline_runs_total", Help: "Runs finished, by schedule and verdict.",
 		}, []string{"schedule", "verdict"}),
 	}
+	d.recoveryPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "faultline_recovery_pending", Help: "1 while orphaned faults could not be reverted yet; nothing is scheduled meanwhile.",
+	})
+	d.recoveryFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "faultline_recovery_failures_total", Help: "Failed attempts to revert orphaned faults (retried with backoff).",
+	})
 	d.regressions = newRegressions()
-	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions)
+	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions, d.recoveryPending, d.recoveryFailures)
 	return d
 }
 
@@ -56,5 +65,24 @@ func (d *Daemon) NextStart(schedule string, at time.Time) {
 func (d *Daemon) Run(schedule, verdict string) {
 	if d != nil {
 		d.runs.WithLabelValues(schedule, verdict).Inc()
+	}
+}
+
+// RecoveryPending records whether orphan recovery is still failing.
+func (d *Daemon) RecoveryPending(on bool) {
+	if d == nil {
+		return
+	}
+	v := 0.0
+	if on {
+		v = 1
+	}
+	d.recoveryPending.Set(v)
+}
+
+// RecoveryFailed counts a failed recovery attempt.
+func (d *Daemon) RecoveryFailed() {
+	if d != nil {
+		d.recoveryFailures.Inc()
 	}
 }

@@ -118,6 +118,8 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.daemonCommand(),
 			m.proxyCommand(),
 			m.demoServiceCommand(),
+			m.demoSampleCommand(),
+			m.demoSystemCommand(),
 		},
 	}
 }

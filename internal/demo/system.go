@@ -43,6 +43,8 @@ type System struct {
 	// named as the shards (shard-1, ...), in order.
 	ProxyServerURL string
 	ProxyNames     []string
+	// ProxyAddrs are where the proxies listen (what the gateway calls), by name.
+	ProxyAddrs map[string]string
 	// PrometheusURL is the embedded Prometheus's HTTP API.
 	PrometheusURL string
 	// ShardAddrs are the shards' own addresses (behind the proxies), by name.
@@ -167,6 +169,7 @@ func (s *System) startProxies(ctx context.Context, bin string, proxyArgs []strin
 	if err != nil {
 		return nil, fmt.Errorf("demo: proxy server did not start: %w", err)
 	}
+	s.ProxyAddrs = listen
 	return listen, nil
 }
 

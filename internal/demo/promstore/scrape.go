@@ -62,7 +62,7 @@ func (s *Server) scrapeOnce(ctx context.Context, tg Target, prev map[uint64]labe
 		up = 1
 	}
 	meta := func(name string) labels.Labels {
-		return labels.FromStrings(labels.MetricName, name, "instance", tg.Addr, "job", tg.Job)
+		return labels.FromStrings(model.MetricNameLabel, name, "instance", tg.Addr, "job", tg.Job)
 	}
 	s.store.Append(meta("up"), ts, up)
 	s.store.Append(meta("scrape_duration_seconds"), ts, time.Since(start).Seconds())
@@ -139,7 +139,7 @@ func flatten(mf *dto.MetricFamily) []flatSample {
 			for i := 0; i+1 < len(extra); i += 2 {
 				b.Set(extra[i], extra[i+1])
 			}
-			b.Set(labels.MetricName, metric)
+			b.Set(model.MetricNameLabel, metric)
 			out = append(out, flatSample{b.Labels(), v})
 		}
 		switch mf.GetType() {

@@ -141,6 +141,8 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.reportCommand(),
 			m.compareCommand(),
 			m.completionCommand(),
+			m.demoSampleCommand(),
+			m.demoSystemCommand(),
 		},
 	}
 }

@@ -56,9 +56,11 @@ func recoverLedger(c *cli.Context) (safety.Ledger, func(safety.Owner) bool, erro
 	}
 	switch backend {
 	case "", "file":
-		l, err := safety.OpenLedger(ledgerPath(c.String("state-dir")))
+		// A missing ledger is a mistyped --state-dir far more often than a clean system: say so
+		// rather than "nothing to recover", and create nothing.
+		l, err := openExistingLedger(c.String("state-dir"))
 		if err != nil {
-			return nil, nil, exitWith(exitAborted, err)
+			return nil, nil, exitWith(exitInvalid, err)
 		}
 		return l, nil, nil
 	case "kubernetes":

@@ -137,7 +137,6 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.scheduleCommand(),
 			m.daemonCommand(),
 			m.proxyCommand(),
-			m.demoServiceCommand(),
 			m.reportCommand(),
 			m.compareCommand(),
 			m.completionCommand(),

@@ -61,6 +61,11 @@ func normalizeArgs(app *cli.App, args []string) []string {
 			path = append(path, a)
 			flags = nil
 			cmd, cmds = next, next.Subcommands
+			if cmd.SkipFlagParsing {
+				// The command parses its own arguments (the demo's child processes): hand them over as they are.
+				positional = append(positional, rest[i+1:]...)
+				break
+			}
 			continue
 		}
 		positional = append(positional, a)

@@ -7,13 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -21,6 +16,8 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/report"
+	"github.com/faultline-dev/faultline/internal/demo"
 )
 
 //go:embed demo.runbook.yaml
@@ -29,60 +26,33 @@ var demoRunbook string
 func (m *Main) demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "run a complete game day on this machine: no cluster, no root, no Prometheus",
-		Description: `Starts a small "checkout" HTTP service and a background worker as child processes, then
-runs an embedded runbook against them with the same engine as 'faultline run':
+		Usage: "run a game day against a sample sharded service on this machine: no cluster, no root, no Prometheus",
+		Description: `Starts a small sharded service as child processes of this binary: a gateway with one
+circuit breaker per shard and an autoscaled worker pool, three shards behind faultline's own proxies,
+and an embedded Prometheus scraping them every 250 ms. Then it runs an ordinary runbook against it,
+with the same engine, recorders and reports as 'faultline run', under 60 requests/s of its own load:
 
-  1. freeze-worker    pauses the worker; checkout's SLO guardrail holds    -> passed
-  2. freeze-checkout  pauses checkout itself; the guardrail trips, faultline
-                      halts and resumes it at once, then checks recovery    -> halted
+  1. slow-shard-1      150 ms on shard 1: the autoscaler scales out and back    -> passed
+  2. shard-2-out       shard 2 refuses connections: its breaker opens, the
+                       gateway serves fallbacks, the breaker closes again        -> passed
+  3. every-shard-slow  1.5 s on every shard: the client p95 guardrail trips,
+                       faultline halts and reverts at once                      -> halted
 
-The demo exits 0 when both experiments ended as designed. Faults are recorded in the
-ledger under --state-dir like any run, so 'faultline recover' works if the demo is killed.`,
+It prints the recovery figures (autoscaler, breakers, client latency) and writes an HTML report.
+The demo exits 0 when every experiment ended as designed. Everything it starts is stopped at the
+end; faults are in the ledger under --state-dir like any run's.`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "print-runbook", Usage: "print the embedded runbook and exit"},
-			&cli.DurationFlag{Name: "worker-duration", Value: 3 * time.Second, Usage: "how long the worker stays frozen"},
+			&cli.BoolFlag{Name: "print-runbook", Usage: "print the runbook the demo runs (an ordinary runbook to copy) and exit"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
+			&cli.StringFlag{Name: "report", Usage: "write the HTML report here (default: demo-report.html in --state-dir)"},
 		},
 		Action: m.demo,
 	}
 }
 
-// demoServiceCommand is the demo's child process: hidden, not for users.
-func (m *Main) demoServiceCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "demo-service",
-		Hidden: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "role", Required: true},
-			&cli.StringFlag{Name: "addr-file"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.String("role") != "checkout" {
-				<-c.Context.Done() // the worker has nothing to serve; it only has to exist
-				return nil
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(c.String("addr-file"), []byte(ln.Addr().String()), 0o600); err != nil {
-				return err
-			}
-			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				_, _ = io.WriteString(w, "checkout ok\n")
-			})}
-			go func() { <-c.Context.Done(); _ = srv.Close() }()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		},
-	}
-}
-
+// demoVars are the addresses the runbook template is filled in with.
 type demoVars struct {
-	CheckoutURL, CheckoutPid, WorkerPid, WorkerDuration string
+	GatewayURL, ProxyServerURL, PrometheusURL string
 }
 
 func renderDemo(v demoVars) ([]byte, error) {
@@ -97,6 +67,10 @@ func renderDemo(v demoVars) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// demoGatewayArgs make the sample system react within the demo's seconds: an HPA syncs every 15 s
+// and waits 5 min before scaling in, which would make a demo of a quarter of an hour.
+var demoGatewayArgs = []string{"--sync-period=500ms", "--scale-down-stabilization=4s", "--breaker-open-for=1s"}
+
 func (m *Main) demo(c *cli.Context) error {
 	if c.Bool("print-runbook") {
 		_, err := io.WriteString(m.Stdout, demoRunbook)
@@ -110,43 +84,23 @@ func (m *Main) demo(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "faultline-demo-")
-	if err != nil {
-		return exitWith(exitAborted, err)
-	}
-	defer os.RemoveAll(dir)
-	self, err := os.Executable()
-	if err != nil {
-		return exitWith(exitAborted, err)
+	stateDir := c.String("state-dir")
+	reportPath := c.String("report")
+	if reportPath == "" {
+		reportPath = filepath.Join(stateDir, "demo-report.html")
 	}
 	ctx, cancel := context.WithCancelCause(c.Context)
 	defer cancel(nil)
 
-	start := func(role string) (string, error) {
-		cmd := exec.CommandContext(ctx, self, "demo-service", "--role", role, "--addr-file", filepath.Join(dir, role+".addr"))
-		// The children die with the demo, even if the demo is SIGKILLed.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return "", fmt.Errorf("start demo %s: %w", role, err)
-		}
-		go func() { _ = cmd.Wait() }()
-		pidFile := filepath.Join(dir, role+".pid")
-		return pidFile, os.WriteFile(pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o600)
+	if output == "text" {
+		fmt.Fprintln(m.Stdout, "faultline demo: starting a gateway, 3 shards, 3 proxies and an embedded Prometheus on 127.0.0.1 ...")
 	}
-	workerPid, err := start("worker")
+	sys, err := demo.Start(ctx, demo.Options{GatewayArgs: demoGatewayArgs, Logger: log})
 	if err != nil {
-		return exitWith(exitAborted, err)
+		return exitWith(exitAborted, fmt.Errorf("start the sample system: %w", err))
 	}
-	checkoutPid, err := start("checkout")
-	if err != nil {
-		return exitWith(exitAborted, err)
-	}
-	addr, err := waitForFile(ctx, filepath.Join(dir, "checkout.addr"), 10*time.Second)
-	if err != nil {
-		return exitWith(exitAborted, fmt.Errorf("demo checkout service did not start: %w", err))
-	}
-	text, err := renderDemo(demoVars{CheckoutURL: "http://" + addr + "/", CheckoutPid: checkoutPid, WorkerPid: workerPid,
-		WorkerDuration: c.Duration("worker-duration").String()})
+	defer sys.Close()
+	text, err := renderDemo(demoVars{GatewayURL: sys.GatewayURL, ProxyServerURL: sys.ProxyServerURL, PrometheusURL: sys.PrometheusURL})
 	if err != nil {
 		return exitWith(exitAborted, err)
 	}
@@ -154,24 +108,32 @@ func (m *Main) demo(c *cli.Context) error {
 	if err != nil {
 		return exitWith(exitAborted, fmt.Errorf("embedded demo runbook: %w", err))
 	}
-
-	eng, _, err := m.engine(c.String("state-dir"), log)
+	eng, _, err := m.engine(stateDir, log)
 	if err != nil {
 		return err
 	}
-	stop := m.haltOnSignals(ctx, cancel, c.String("state-dir"), "demo")
+	eng.Version = version
+	stop := m.haltOnSignals(ctx, cancel, stateDir, "demo")
 	defer stop()
 	var ui *statusLine
 	if output == "text" {
-		fmt.Fprintf(m.Stdout, "faultline demo: checkout on http://%s, worker and checkout are real processes\n", addr)
-		fmt.Fprintln(m.Stdout, "running 2 experiments (about 15 s); the runbook: faultline demo --print-runbook")
+		fmt.Fprintf(m.Stdout, "gateway %s · proxies %s · prometheus %s\n", sys.GatewayURL, sys.ProxyServerURL, sys.PrometheusURL)
+		fmt.Fprintln(m.Stdout, "running 3 experiments under load (about a minute); the runbook: faultline demo --print-runbook")
 		if ui = newStatusLine(m.Stderr); ui != nil {
 			eng.Progress = ui.update
+			stopLive := demoLive(ctx, ui, sys.PrometheusURL)
+			defer stopLive()
 		}
 	}
 	res := eng.Run(ctx, rb, experiments.RunOptions{})
 	if ui != nil {
 		ui.done() // before the summary, which would otherwise start on the status line
+	}
+	var reportErr error
+	if f, err := os.Create(reportPath); err != nil {
+		reportErr = err
+	} else {
+		reportErr = errors.Join(report.HTML(f, res), f.Close())
 	}
 	if output == "json" {
 		if err := printJSON(m.Stdout, res); err != nil {
@@ -180,21 +142,39 @@ func (m *Main) demo(c *cli.Context) error {
 	} else {
 		printResult(m.Stdout, res)
 	}
-	asDesigned := len(res.Experiments) == 2 &&
-		res.Experiments[0].Verdict == experiments.Passed &&
-		res.Experiments[1].Verdict == experiments.Halted &&
-		res.Experiments[1].Recovery != nil && res.Experiments[1].Recovery.Recovered
-	if !asDesigned {
-		return exitWith(verdictExit(res.Verdict), fmt.Errorf("the demo did not go as designed: %s", res.Reason))
+	if reportErr != nil {
+		return exitWith(exitAborted, fmt.Errorf("write the demo report: %w", reportErr))
+	}
+	if why := demoAsDesigned(res); why != "" {
+		return exitWith(verdictExit(res.Verdict), fmt.Errorf("the demo did not go as designed: %s", why))
 	}
 	if output == "text" {
-		fmt.Fprintln(m.Stdout, strings.TrimSpace(`
-The demo went as designed: freezing the worker left checkout healthy (passed); freezing
-checkout tripped its SLO guardrail, so faultline halted the experiment and resumed the
-process (exit code 2 for a real 'faultline run'), and checkout recovered within 5 s.
-Next: faultline demo --print-runbook, then write your own and 'faultline validate' it.`))
+		fmt.Fprintf(m.Stdout, `
+The demo went as designed: the autoscaler absorbed a slow shard, the breaker contained a dead one and
+closed again, and the client-side SLO guardrail stopped an outage too big for it (exit 2 for a real
+'faultline run'). The figures above are what faultline records for your own services.
+HTML report: %s
+Next: faultline demo --print-runbook, point it at your system, and 'faultline validate' it.
+`, reportPath)
 	}
 	return nil
+}
+
+// demoAsDesigned says what went differently from the demo's script, or "".
+func demoAsDesigned(res *experiments.Result) string {
+	want := []experiments.Verdict{experiments.Passed, experiments.Passed, experiments.Halted}
+	if len(res.Experiments) != len(want) {
+		return fmt.Sprintf("%d experiments ran, want %d (%s)", len(res.Experiments), len(want), res.Reason)
+	}
+	for i, x := range res.Experiments {
+		if x.Verdict != want[i] {
+			return fmt.Sprintf("experiment %s ended %s, want %s: %s", x.Name, x.Verdict, want[i], x.Reason)
+		}
+	}
+	if res.Halt == nil || res.Halt.Guardrail != "client-p95" {
+		return "the last experiment was not halted by the client-p95 guardrail"
+	}
+	return ""
 }
 
 func waitForFile(ctx context.Context, path string, d time.Duration) (string, error) {

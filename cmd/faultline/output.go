@@ -107,6 +107,7 @@ type statusLine struct {
 	order      []string
 	lastDraw   time.Time
 	closed     bool
+	extra      string // appended by the demo: p95, breaker states, replicas
 }
 
 func newStatusLine(w io.Writer) *statusLine {
@@ -151,7 +152,17 @@ func (s *statusLine) update(p experiments.Progress) {
 	for _, g := range s.order {
 		line += fmt.Sprintf(" · %s %s", g, s.guards[g])
 	}
+	if s.extra != "" {
+		line += " · " + s.extra
+	}
 	fmt.Fprintf(s.w, "\r\033[K%s", line)
+}
+
+// setExtra shows more live figures at the end of the line, from the next redraw on.
+func (s *statusLine) setExtra(extra string) {
+	s.mu.Lock()
+	s.extra = extra
+	s.mu.Unlock()
 }
 
 // done clears the line for good. The summary is printed right after it, so it must be called

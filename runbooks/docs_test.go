@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/runbooks"
 )
@@ -22,6 +24,20 @@ func TestDocsYAMLExamplesAreValid(t *testing.T) {
 	}
 	files = append(files, "../README.md")
 	block := regexp.MustCompile("(?s)```ya?ml( invalid)?\n(.*?)```")
+	// CI pipelines (docs/ci.md) are fenced ```yaml ci: not faultline's to validate, but they must
+	// at least be YAML.
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("(?s)```yaml ci\n(.*?)```").FindAllSubmatch(b, -1) {
+			var v any
+			if err := yaml.Unmarshal(m[1], &v); err != nil {
+				t.Errorf("%s: a CI example is not YAML: %v", f, err)
+			}
+		}
+	}
 	n := 0
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -62,6 +78,7 @@ func validateDocBlock(t *testing.T, name, text string) error {
 	for _, l := range strings.Split(text, "\n") {
 		if s := strings.TrimSpace(l); s != "" && !strings.HasPrefix(s, "#") {
 			first, _, _ = strings.Cut(s, ":")
+			first = strings.TrimSpace(first)
 			break
 		}
 	}
@@ -70,12 +87,34 @@ func validateDocBlock(t *testing.T, name, text string) error {
 	case "":
 		return nil // only comments (the editor modeline)
 	case "apiVersion":
+		if !strings.Contains(text, "faultline.dev/") {
+			var v any // a Kubernetes manifest: not faultline's to validate, but YAML
+			return yaml.Unmarshal([]byte(text), &v)
+		}
 		if strings.Contains(text, "kind: DaemonConfig") {
 			return validateDaemonConfig(t, text)
 		}
 		doc = text
-	case "guardrails", "policy":
+	case "load":
+		if !strings.Contains(text, "targets") { // the load guardrail, not the runbook's load
+			doc = docHeader + docEnv + "load: {targets: [{url: \"http://127.0.0.1:8080/\"}], rate: 10}\nguardrails:\n  - name: g\n" + indent(text, "    ") + docExperiment
+			break
+		}
 		doc = docHeader + docEnv + text + "\n" + docExperiment
+	case "baseline", "objectives":
+		doc = docHeader + docEnv + text + "\n"
+		if !strings.Contains(text, "\nexperiments:") {
+			doc += docExperiment
+		}
+	case "record":
+		doc = docHeader + docEnv + docExperiment + indent(dedent(text), "    ")
+	case "- preset":
+		doc = docHeader + docEnv + docExperiment + "    record:\n      breakers:\n" + indent(dedent(text), "        ")
+	case "guardrails", "policy":
+		doc = docHeader + docEnv + text + "\n"
+		if !strings.Contains(text, "\nexperiments:") {
+			doc += docExperiment
+		}
 	case "environment":
 		doc = docHeader + text + "\n" + docExperiment
 	case "experiments":
@@ -121,4 +160,21 @@ func indent(s, by string) string {
 		b.WriteString(l + "\n")
 	}
 	return b.String()
+}
+
+// dedent removes the indentation of the first line from every line (a fragment copied from
+// inside a runbook).
+func dedent(text string) string {
+	lines := strings.Split(text, "\n")
+	pad := ""
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			pad = l[:len(l)-len(strings.TrimLeft(l, " "))]
+			break
+		}
+	}
+	for i, l := range lines {
+		lines[i] = strings.TrimPrefix(l, pad)
+	}
+	return strings.Join(lines, "\n")
 }

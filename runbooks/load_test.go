@@ -382,7 +382,8 @@ func TestDocsRunbookExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?s)```(yaml)?\n(.*?)```").FindAllStringSubmatch(string(md), -1)
+	// The error example is fenced ```yaml invalid (the docs test checks that it fails).
+	blocks := regexp.MustCompile("(?s)```(yaml)?(?: invalid)?\n(.*?)```").FindAllStringSubmatch(string(md), -1)
 	var runbooks []string
 	for _, b := range blocks {
 		if b[1] == "yaml" && strings.Contains(b[2], "apiVersion: ") {

@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/faultline-dev/faultline/experiments"
-	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/report"
 	"github.com/faultline-dev/faultline/internal/demo"
+	"github.com/faultline-dev/faultline/report"
+	"github.com/faultline-dev/faultline/runbooks"
 )
 
 //go:embed demo.runbook.yaml

@@ -289,3 +289,18 @@ func TestHangingTargetIsSeenBeforeItsRequestsTimeOut(t *testing.T) {
 	}
 	t.Logf("hang noticed after %s", time.Since(hung).Round(time.Millisecond))
 }
+
+func TestProbeLimitIsTheFirstLimit(t *testing.T) {
+	pr, err := NewProbe(&runbooks.LoadProbe{P95: &runbooks.LoadLatencyLimit{Max: runbooks.Duration(300 * time.Millisecond)},
+		ErrorRatio: &runbooks.LoadRatioLimit{Max: 0.01}}, runbooks.Guardrail{}, safety.ProbeEnv{Extra: map[string]any{ProbeKind: &Hub{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := pr.(safety.Limiter)
+	if !ok {
+		t.Fatal("the load probe gives the reports no limit")
+	}
+	if v, op, ok := l.Limit(); !ok || v != 0.3 || op != "<" {
+		t.Fatalf("Limit() = %v %q %v, want 0.3 < (p95's)", v, op, ok)
+	}
+}

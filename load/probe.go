@@ -152,3 +152,12 @@ func (p *probe) Check(_ context.Context) (safety.Observation, error) {
 	}
 	return obs, nil
 }
+
+// Limit gives the reports the first limit, which is what the observation's value is.
+func (p *probe) Limit() (float64, string, bool) {
+	ls := p.limits()
+	if len(ls) == 0 {
+		return 0, "", false
+	}
+	return ls[0].max, "<", true
+}

@@ -21,7 +21,7 @@ func TestDemoRunsAsDesigned(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", out.code, out.stdout, out.stderr)
 	}
 	r := out.result(t)
-	want := []experiments.Verdict{experiments.Passed, experiments.Passed, experiments.Halted}
+	want := []experiments.Verdict{experiments.Passed, experiments.Passed, experiments.Passed, experiments.Halted}
 	if len(r.Experiments) != len(want) {
 		t.Fatalf("demo ran %d experiments: %+v", len(r.Experiments), r.Experiments)
 	}
@@ -59,6 +59,13 @@ func TestDemoRunsAsDesigned(t *testing.T) {
 	}
 	if f := fig(r.Experiments[1], "breakers", "opens", "shard-1"); f == nil || f.Value == nil || *f.Value != 0 {
 		t.Fatalf("shard-1's breaker: %+v, want recorded and never opened", f)
+	}
+	// Mild latency on shard 3 opened no breaker, and the objective saying so was judged.
+	if f := fig(r.Experiments[2], "breakers", "opens", "shard-3"); f == nil || f.Value == nil || *f.Value != 0 {
+		t.Fatalf("shard-3's breaker under mild latency: %+v, want recorded and never opened", f)
+	}
+	if len(r.Experiments[2].Objectives) == 0 {
+		t.Fatal("the maxOpens objective of the mild-latency experiment was not judged")
 	}
 	if r.Halt == nil || r.Halt.Guardrail != "client-p95" || r.Halt.LastRevertedAt == nil {
 		t.Fatalf("demo halt: %+v", r.Halt)

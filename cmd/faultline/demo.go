@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"text/template"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -176,21 +175,4 @@ func demoAsDesigned(res *experiments.Result) string {
 		return "the last experiment was not halted by the client-p95 guardrail"
 	}
 	return ""
-}
-
-func waitForFile(ctx context.Context, path string, d time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return string(b), nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-t.C:
-		}
-	}
 }

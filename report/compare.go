@@ -69,11 +69,22 @@ func Compare(base, cur *experiments.Result, tol *runbooks.Baseline) *experiments
 	return c
 }
 
+// unreachedIsFine are the figures whose "not reached" means the bad thing did not happen: nothing
+// breached, so there was nothing to detect; the breaker never opened. For every other figure
+// (never closed, never back at baseline, never scaled out) not reaching it is a regression.
+var unreachedIsFine = map[string]bool{"timeToDetect": true, "timeToOpen": true}
+
 func compareFigure(bf, cf experiments.Figure, t runbooks.Tolerance) experiments.FigureDelta {
 	d := experiments.FigureDelta{Key: bf.Key, Metric: bf.Metric, Unit: bf.Unit, Baseline: bf.Value, Current: cf.Value, Tolerance: t.Text, Status: experiments.StatusOK}
 	switch {
 	case bf.Value == nil && cf.Value == nil:
 		d.Detail = "not reached in either run"
+		return d
+	case cf.Value == nil && unreachedIsFine[bf.Metric]:
+		d.Detail = fmt.Sprintf("not reached (baseline %s), which is no regression", FormatValue(*bf.Value, bf.Unit))
+		if cf.Note != "" {
+			d.Detail += ": " + cf.Note
+		}
 		return d
 	case cf.Value == nil:
 		d.Status = experiments.StatusUnreached

@@ -22,6 +22,8 @@ func TestCompareStatuses(t *testing.T) {
 		f("a/missing", ptr(5.0), 0, false),    // not in this run
 		f("a/better", ptr(0.5), 0, true),      // a ratio that dropped: worse
 		f("a/abs", ptr(10.0), 0, false),       // per-figure tolerance 5s: 14.0 is fine
+		// Nothing breached this time, so nothing was detected: no regression.
+		experiments.Figure{Key: "engine/experiment/timeToDetect", Metric: "timeToDetect", Unit: "s", Value: ptr(0.5)},
 	)
 	cur := mk("cur",
 		f("a/ok", ptr(11.9), 0, false),
@@ -31,11 +33,13 @@ func TestCompareStatuses(t *testing.T) {
 		f("a/better", ptr(0.3), 0, true),
 		f("a/abs", ptr(14.0), 0, false),
 		f("a/new", ptr(1.0), 0, false),
+		experiments.Figure{Key: "engine/experiment/timeToDetect", Metric: "timeToDetect", Unit: "s", Note: "nothing breached"},
 	)
 	c := Compare(base, cur, &runbooks.Baseline{Figures: map[string]string{"a/abs": "5s"}})
 	want := map[string]string{
 		"a/ok": "ok", "a/regressed": "regressed", "a/noise": "ok", "a/unreached": "unreached",
 		"a/missing": "missing", "a/better": "regressed", "a/abs": "ok", "a/new": "new",
+		"engine/experiment/timeToDetect": "ok",
 	}
 	got := map[string]string{}
 	for _, d := range c.Experiments[0].Figures {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -155,4 +157,38 @@ func TestSIGKILLLeavesNoLoadRunning(t *testing.T) {
 	}
 	// The paused victim stays paused (a crash leaves faults for recover); resume it for cleanup.
 	_ = syscall.Kill(v.PID(), syscall.SIGCONT)
+}
+
+// During a run the load's figures are on faultline's own /metrics, for the dashboards that watch a
+// game day.
+func TestLoadFiguresOnMetricsDuringARun(t *testing.T) {
+	v := startVictims(t, 1)[0]
+	srv := startSlowServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	run := startFaultline(t, nil, t.TempDir(), "run", "--output", "json", "--metrics-addr", addr,
+		runbook(t, loadRunbook, loadData{URL: srv.URL, PidFile: v.PidFile, Rate: 50}))
+	var body string
+	run.waitFor(t, 30*time.Second, "the load's figures on /metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, `faultline_load_requests_total{code="200",load="e2e-load",result="ok"}`) &&
+			strings.Contains(body, `faultline_load_rate_requested{load="e2e-load"} 50`) &&
+			strings.Contains(body, `faultline_load_latency_seconds{load="e2e-load",quantile="0.95"}`)
+	})
+	if err := run.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if out := run.wait(t, 30*time.Second); out.code != 2 {
+		t.Fatalf("exit %d after SIGINT, want 2 (halted)\n%s", out.code, out.stderr)
+	}
 }

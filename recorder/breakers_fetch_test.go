@@ -19,6 +19,11 @@ func TestFetchWindowChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := time.Now()
+	// Both reads must see the same samples: wait until everything scraped up to `to` is stored,
+	// or a scrape landing between the two reads is in one and not the other.
+	if _, err := srv.WaitIngested(ctx, to.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	whole, err := fetchWindow(ctx, srv.API(), `up{job="target"}`, from, to, 10*time.Second, time.Hour)
 	if err != nil {
 		t.Fatal(err)

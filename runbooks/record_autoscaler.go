@@ -2,7 +2,6 @@ package runbooks
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"time"
 )
@@ -119,17 +118,9 @@ func (p *AutoscalerPrometheus) validate(v *Validator, path string) {
 	if !nameRE.MatchString(p.Name) {
 		v.Errorf(path+".name", "is required: letters, digits, '.', '_' and '-', e.g. workers-asg")
 	}
-	u, err := url.Parse(p.Address)
-	switch {
-	case p.Address == "":
-		v.Errorf(path+".address", "is required, e.g. http://prometheus:9090")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		v.Errorf(path+".address", "%q is not an absolute http:// or https:// URL", p.Address)
-	case u.User != nil:
-		v.Errorf(path+".address", "must not hold credentials: use basicAuth or bearerTokenFile")
-	case u.RawQuery != "" || u.Fragment != "":
-		v.Errorf(path+".address", "must not have a query or fragment: give the base URL of the API")
-	}
+	// The connection is the guardrail's and breaker recorder's: one check of address, headers,
+	// credentials and TLS for all three.
+	p.Connection().validateConnection(v, path)
 	if p.Query == "" {
 		v.Errorf(path+".query", "is required: PromQL giving the capacity per group, e.g. kube_horizontalpodautoscaler_status_current_replicas")
 	} else if err := CheckPromQL(p.Query); err != nil {
@@ -148,8 +139,5 @@ func (p *AutoscalerPrometheus) validate(v *Validator, path string) {
 	}
 	if p.Timeout < 0 {
 		v.Errorf(path+".timeout", "must not be negative")
-	}
-	if p.BasicAuth != nil && p.BearerTokenFile != "" {
-		v.Errorf(path, "basicAuth and bearerTokenFile are exclusive: choose one")
 	}
 }

@@ -2,8 +2,6 @@ package runbooks
 
 import (
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 )
 
@@ -53,18 +51,7 @@ func (l *LoadSpec) validate(v *Validator, path string) {
 		v.Errorf(path+".targets", "at least one target is required")
 	}
 	for i, t := range l.Targets {
-		tp := fmt.Sprintf("%s.targets[%d]", path, i)
-		u, err := url.Parse(t.URL)
-		if t.URL == "" {
-			v.Errorf(tp+".url", "is required")
-		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.Errorf(tp+".url", "%q is not an absolute http:// or https:// URL", t.URL)
-		}
-		switch strings.ToUpper(t.Method) {
-		case "", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
-		default:
-			v.Errorf(tp+".method", "%q is not an HTTP method", t.Method)
-		}
+		validateHTTPRequest(v, fmt.Sprintf("%s.targets[%d]", path, i), t.URL, t.Method)
 	}
 	if l.Rate <= 0 || l.Rate > MaxLoadRate {
 		v.Errorf(path+".rate", "requests per second: must be positive and at most %d, got %g", MaxLoadRate, l.Rate)

@@ -169,17 +169,7 @@ func validateGuardrails(v *Validator, path string, gs []Guardrail) {
 }
 
 func (h *HTTPProbe) validate(v *Validator, path string) {
-	u, err := url.Parse(h.URL)
-	if h.URL == "" {
-		v.Errorf(path+".url", "is required")
-	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.Errorf(path+".url", "%q is not an absolute http:// or https:// URL", h.URL)
-	}
-	switch strings.ToUpper(h.Method) {
-	case "", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
-	default:
-		v.Errorf(path+".method", "%q is not an HTTP method", h.Method)
-	}
+	validateHTTPRequest(v, path, h.URL, h.Method)
 	for i, s := range h.ExpectStatus {
 		if _, _, err := ParseStatusRange(s); err != nil {
 			v.Errorf(fmt.Sprintf("%s.expectStatus[%d]", path, i), "%v", err)
@@ -246,4 +236,20 @@ func (k *ProcessKill) validate(v *Validator, path string) {
 
 func (p *ProcessPause) validate(v *Validator, path string) {
 	p.ProcessTarget.validate(v, path)
+}
+
+// validateHTTPRequest checks the URL and method of a request faultline sends (an HTTP guardrail,
+// a load target).
+func validateHTTPRequest(v *Validator, path, rawURL, method string) {
+	u, err := url.Parse(rawURL)
+	if rawURL == "" {
+		v.Errorf(path+".url", "is required")
+	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.Errorf(path+".url", "%q is not an absolute http:// or https:// URL", rawURL)
+	}
+	switch strings.ToUpper(method) {
+	case "", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+	default:
+		v.Errorf(path+".method", "%q is not an HTTP method", method)
+	}
 }

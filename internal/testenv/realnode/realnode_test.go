@@ -1,0 +1,159 @@
+package realnode_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/faultline-dev/faultline/internal/testenv/kube"
+	"github.com/faultline-dev/faultline/internal/testenv/realnode"
+)
+
+// TestRealNodePods runs two httpd pods on the real node and checks what a node agent relies on:
+// pod IPs reachable from the host and from another pod, the pod's network namespace found through
+// CRI, an iptables DROP inside it cutting traffic and its removal restoring it, and nothing left on
+// the host once the node stops.
+func TestRealNodePods(t *testing.T) {
+	ctx := t.Context()
+	c := kube.Start(t, kube.WithRealNode())
+	began := time.Now()
+	n := realnode.Start(ctx, t, c)
+	t.Logf("timing: real node Ready %s after start", time.Since(began).Round(time.Millisecond))
+
+	img, err := n.HTTPDImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began = time.Now()
+	dep := n.HTTPDDeployment("default", "web", 2, img)
+	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	pods, err := n.WaitPodsReady(wctx, "default", "app=web", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("timing: Deployment created -> 2/2 pods Ready in %s", time.Since(began).Round(time.Millisecond))
+
+	// The host reaches each pod, and the pod that answers is the one asked.
+	for _, p := range pods {
+		body, err := get(ctx, "http://"+p.Status.PodIP+":8080/", 5*time.Second)
+		if err != nil {
+			t.Fatalf("host -> pod %s: %v", p.Name, err)
+		}
+		if !strings.HasPrefix(body, p.Name+" ") {
+			t.Fatalf("host -> pod %s at %s answered %q, want its name first", p.Name, p.Status.PodIP, body)
+		}
+	}
+
+	// The pods' network namespaces through CRI, as the agent finds them.
+	a, err := n.Sandbox(ctx, "default", pods[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.Sandbox(ctx, "default", pods[1].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, sb := range []realnode.Sandbox{a, b} {
+		if sb.IP.String() != pods[i].Status.PodIP || sb.Pod != pods[i].Name || sb.UID != string(pods[i].UID) {
+			t.Fatalf("sandbox %+v does not match pod %s (%s, uid %s)", sb, pods[i].Name, pods[i].Status.PodIP, pods[i].UID)
+		}
+		viaPath, err := realnode.InNetNS(ctx, sb.NetNS, "readlink", "/proc/self/ns/net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaPID, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", sb.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, err := os.Readlink("/proc/self/ns/net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(viaPath)); got != viaPID || got == host {
+			t.Fatalf("pod %s: netns %s is %s, sandbox pid %d's is %s, the host's %s", sb.Pod, sb.NetNS, got, sb.PID, viaPID, host)
+		}
+	}
+
+	// Pod to pod.
+	urlB := "http://" + b.IP.String() + ":8080/"
+	d, err := n.Probe(ctx, a.NetNS, urlB, 5*time.Second)
+	if err != nil {
+		t.Fatalf("pod %s -> pod %s: %v", a.Pod, b.Pod, err)
+	}
+	t.Logf("timing: pod -> pod request %s", d)
+
+	// A DROP inside B's namespace cuts B off from A and from the host; removing it restores both.
+	rule := []string{"INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP"}
+	if _, err := realnode.InNetNS(ctx, b.NetNS, "iptables", append([]string{"-w", "5", "-I"}, rule...)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Probe(ctx, a.NetNS, urlB, time.Second); err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("pod -> pod with DROP in the target pod: got %v, want a timeout", err)
+	}
+	if _, err := get(ctx, urlB, time.Second); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("host -> pod with DROP in the pod: got %v, want a timeout", err)
+	}
+	if _, err := realnode.InNetNS(ctx, b.NetNS, "iptables", append([]string{"-w", "5", "-D"}, rule...)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Probe(ctx, a.NetNS, urlB, 5*time.Second); err != nil {
+		t.Fatalf("pod -> pod after removing the DROP: %v", err)
+	}
+	if _, err := get(ctx, urlB, 5*time.Second); err != nil {
+		t.Fatalf("host -> pod after removing the DROP: %v", err)
+	}
+
+	// Stopping leaves nothing behind, with the pods still running.
+	began = time.Now()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("timing: stop and host cleanup %s", time.Since(began).Round(time.Millisecond))
+	if left := n.Leftovers(ctx); len(left) > 0 {
+		t.Fatalf("left behind after Stop: %v", left)
+	}
+	for _, sb := range []realnode.Sandbox{a, b} {
+		if _, err := os.Stat(sb.NetNS); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pod network namespace %s still there: %v", sb.NetNS, err)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", sb.PID)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("sandbox process %d still there: %v", sb.PID, err)
+		}
+	}
+}
+
+// get sends one GET from the host with a deadline of timeout.
+func get(ctx context.Context, url string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}

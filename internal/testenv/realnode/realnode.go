@@ -184,13 +184,22 @@ func (n *Node) start(ctx context.Context, o options) error {
 			return fmt.Errorf("node dir: %w", err)
 		}
 	}
+	phase := time.Now()
 	if err := n.startContainerd(ctx); err != nil {
 		return err
 	}
+	n.t.Logf("real node: containerd ready in %s", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 	if _, err := n.LoadImage(ctx, PauseImage, pausePackage); err != nil {
 		return err
 	}
-	return n.startKubelet(ctx, o.kubelet)
+	n.t.Logf("real node: pause image built and imported in %s", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
+	if err := n.startKubelet(ctx, o.kubelet); err != nil {
+		return err
+	}
+	n.t.Logf("real node: kubelet started, node Ready in %s", time.Since(phase).Round(time.Millisecond))
+	return nil
 }
 
 func (n *Node) startContainerd(ctx context.Context) error {

@@ -28,10 +28,12 @@ func TestRealNodePods(t *testing.T) {
 	n := realnode.Start(ctx, t, c)
 	t.Logf("timing: real node Ready %s after start", time.Since(began).Round(time.Millisecond))
 
+	began = time.Now()
 	img, err := n.HTTPDImage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("timing: httpd image built and imported in %s", time.Since(began).Round(time.Millisecond))
 	began = time.Now()
 	dep := n.HTTPDDeployment("default", "web", 2, img)
 	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {

@@ -49,7 +49,7 @@ oom_score = 0
 
 // cniConfig is a bridge network with host-local addresses and NAT to the outside, and portmap for
 // hostPort.
-func cniConfig(network, bridge string, subnet netip.Prefix, ipamDir string) string {
+func cniConfig(network, bridge, subnet, ipamDir string) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": %q,
@@ -70,7 +70,7 @@ func cniConfig(network, bridge string, subnet netip.Prefix, ipamDir string) stri
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, network, bridge, subnet.String(), ipamDir)
+`, network, bridge, subnet, ipamDir)
 }
 
 // kubeletConfig is the kubelet's configuration: the cgroupfs driver (no systemd needed), cgroup v1

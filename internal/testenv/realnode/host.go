@@ -54,54 +54,23 @@ func lockHost(ctx context.Context, logf func(string, ...any)) (*os.File, error) 
 	return f, nil
 }
 
-// Host settings the kubelet (kernel tunables) and the CNI bridge (forwarding) change.
-var changedSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "net/ipv4/ip_forward"}
-
-// Paths the kubelet, containerd's shims and the CNI plugins create whatever their configuration says.
-var fixedHostPaths = []string{"/var/lib/kubelet", "/var/lib/cni", "/run/containerd", "/var/log/containers"}
-
-// hostState is what the host looked like before the node started, so that cleanup undoes exactly
-// what the node changed.
-type hostState struct {
-	sysctls map[string]string
-	chains  map[string]bool // "iptables/nat/KUBE-X"
-	mounts  map[string]bool
-	paths   map[string]bool // which of fixedHostPaths and kubepods cgroups existed
+// changedSysctls are the host settings the kubelet (kernel tunables) and the CNI bridge
+// (forwarding) change.
+func changedSysctls() []string {
+	return []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "net/ipv4/ip_forward"}
 }
 
-func recordHost(ctx context.Context) (*hostState, error) {
-	h := &hostState{sysctls: map[string]string{}, paths: map[string]bool{}}
-	for _, s := range changedSysctls {
-		b, err := os.ReadFile("/proc/sys/" + s)
-		if err != nil {
-			return nil, fmt.Errorf("read sysctl %s: %w", s, err)
-		}
-		h.sysctls[s] = strings.TrimSpace(string(b))
-	}
-	var err error
-	if h.chains, err = nodeChains(ctx); err != nil {
-		return nil, err
-	}
-	if h.mounts, err = mountPoints(); err != nil {
-		return nil, err
-	}
-	for _, p := range append(slices.Clone(fixedHostPaths), kubepodsCgroups()...) {
-		if _, err := os.Lstat(p); err == nil {
-			h.paths[p] = true
-		}
-	}
-	return h, nil
+// fixedHostPaths are the paths the kubelet, containerd's shims and the CNI plugins create whatever
+// their configuration says.
+func fixedHostPaths() []string {
+	return []string{"/var/lib/kubelet", "/var/lib/cni", "/run/containerd", "/var/log/containers"}
 }
-
-// chainTools are the iptables front ends and tables whose KUBE-* and CNI-* chains the node makes.
-var chainTools = []string{"iptables", "ip6tables"}
-var chainTables = []string{"filter", "nat", "mangle"}
 
 // nodeChains lists the KUBE-* and CNI-* chains of the host as "tool/table/chain".
 func nodeChains(ctx context.Context) (map[string]bool, error) {
 	chains := map[string]bool{}
-	for _, tool := range chainTools {
-		for _, table := range chainTables {
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat", "mangle"} {
 			out, err := run(ctx, tool, "-w", "5", "-t", table, "-S")
 			if err != nil {
 				if tool == "ip6tables" {

@@ -35,7 +35,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,10 +55,11 @@ const (
 	cniBinDir  = "/usr/lib/cni"
 	bridgeName = "flrn0"
 	cniNetwork = "faultline-realnode"
+	dirPrefix  = "faultline-realnode-"
 )
 
-// PodNetwork is the pods' address range on the real node.
-var PodNetwork = netip.MustParsePrefix("10.88.0.0/16")
+// PodCIDR is the pods' address range on the real node.
+const PodCIDR = "10.88.0.0/16"
 
 // Node is a running real node. Its processes stop and its host changes are undone when the test ends.
 type Node struct {
@@ -76,7 +76,7 @@ type Node struct {
 
 	t       testing.TB
 	cluster *kube.Cluster
-	host    *hostState
+	fp      *footprint
 	lock    *os.File
 
 	containerd, kubelet *process
@@ -168,15 +168,23 @@ func Start(ctx context.Context, t testing.TB, cluster *kube.Cluster, opts ...Opt
 }
 
 func (n *Node) start(ctx context.Context, o options) error {
-	var err error
-	if n.host, err = recordHost(ctx); err != nil {
+	if err := reapStale(ctx, n.t.Logf); err != nil {
 		return err
 	}
+	var err error
 	// Not t.TempDir: unix socket paths are limited to 107 bytes and test names are long.
-	if n.Dir, err = os.MkdirTemp("", "faultline-realnode-"); err != nil {
+	if n.Dir, err = os.MkdirTemp("", dirPrefix); err != nil {
 		return fmt.Errorf("node dir: %w", err)
 	}
-	if n.IP, err = nodeIP(bridgeName, PodNetwork); err != nil {
+	n.CRISocket = filepath.Join(n.Dir, "containerd.sock")
+	if n.fp, err = recordFootprint(ctx, n.Dir, n.CRISocket); err != nil {
+		_ = os.RemoveAll(n.Dir)
+		return err
+	}
+	if err := n.fp.save(); err != nil {
+		return err
+	}
+	if n.IP, err = nodeIP(bridgeName, netip.MustParsePrefix(PodCIDR)); err != nil {
 		return err
 	}
 	for _, d := range []string{"containerd-root", "containerd-state", "cni/net.d", "cni/ipam", "kubelet", "kubelet-pki", "pod-logs"} {
@@ -203,14 +211,13 @@ func (n *Node) start(ctx context.Context, o options) error {
 }
 
 func (n *Node) startContainerd(ctx context.Context) error {
-	n.CRISocket = filepath.Join(n.Dir, "containerd.sock")
 	streamPort, err := freePort()
 	if err != nil {
 		return err
 	}
 	files := map[string]string{
 		"containerd.toml":                          containerdConfig(n.Dir, n.CRISocket, streamPort),
-		"cni/net.d/10-" + cniNetwork + ".conflist": cniConfig(cniNetwork, bridgeName, PodNetwork, filepath.Join(n.Dir, "cni/ipam")),
+		"cni/net.d/10-" + cniNetwork + ".conflist": cniConfig(cniNetwork, bridgeName, PodCIDR, filepath.Join(n.Dir, "cni/ipam")),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(n.Dir, name), []byte(body), 0o600); err != nil {
@@ -306,82 +313,37 @@ func (n *Node) stop(ctx context.Context) error {
 		}
 		errs = append(errs, n.containerd.stop(15*time.Second))
 	}
-	if n.CRISocket != "" {
+	if n.fp != nil {
 		// containerd's shims outlive it; they exit once their sandbox is removed.
-		err := poll(ctx, 100*time.Millisecond, func(context.Context) error {
-			if pids := processesMatching(n.CRISocket, ""); len(pids) > 0 {
-				return fmt.Errorf("shims still running: %v", pids)
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := poll(wctx, 100*time.Millisecond, func(context.Context) error {
+			if pids := n.fp.processes(); len(pids) > 0 {
+				return fmt.Errorf("shims or pods still running: %v", pids)
 			}
 			return nil
 		})
+		cancel()
 		if err != nil {
-			for _, pid := range processesMatching(n.CRISocket, "") {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			errs = append(errs, err)
+			errs = append(errs, err, n.fp.kill(ctx))
+		}
+		errs = append(errs, n.fp.undo(ctx))
+		if left := n.fp.leftovers(ctx); len(left) > 0 {
+			errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
 		}
 	}
-	if n.host != nil {
-		errs = append(errs, n.undoHost(ctx))
-	}
-	if n.Dir != "" {
-		if err := os.RemoveAll(n.Dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove node dir: %w", err))
-		}
-	}
-	if left := n.Leftovers(ctx); len(left) > 0 {
-		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
+	err := errors.Join(errs...)
+	if err == nil {
+		// Kept when something could not be undone: the next Start tries again.
+		err = removeState()
 	}
 	if n.lock != nil {
 		_ = n.lock.Close()
 	}
-	if err := errors.Join(errs...); err != nil && n.Dir != "" {
-		return fmt.Errorf("%w (logs were in %s)", err, n.Dir)
-	}
-	return nil
-}
-
-// undoHost reverts what the node changed on the host since recordHost.
-func (n *Node) undoHost(ctx context.Context) error {
-	var errs []error
-	// Pods' volumes (service-account tokens) stay mounted when the kubelet stops with pods running.
-	if mounts, err := newMounts(n.host.mounts, n.Dir); err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, m := range mounts {
-			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
-			}
-		}
-	}
-	if _, err := net.InterfaceByName(bridgeName); err == nil {
-		if _, err := run(ctx, "ip", "link", "del", bridgeName); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	errs = append(errs, removeChains(ctx, n.host.chains))
-	for _, cg := range kubepodsCgroups() {
-		if !n.host.paths[cg] {
-			errs = append(errs, removeCgroup(cg))
-		}
-	}
-	for _, p := range fixedHostPaths {
-		if !n.host.paths[p] {
-			if err := os.RemoveAll(p); err != nil {
-				errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
-			}
-		}
-	}
-	for s, v := range n.host.sysctls {
-		if err := os.WriteFile("/proc/sys/"+s, []byte(v), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", s, v, err))
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // Leftovers lists what the node made that is still there: processes, mounts, the bridge, iptables
-// chains, cgroups, fixed directories, changed sysctls. Empty after Stop on a clean run.
+// chains, cgroups, directories, changed sysctls. Empty after Stop.
 func (n *Node) Leftovers(ctx context.Context) []string {
 	var left []string
 	for _, p := range []*process{n.kubelet, n.containerd} {
@@ -389,45 +351,8 @@ func (n *Node) Leftovers(ctx context.Context) []string {
 			left = append(left, fmt.Sprintf("%s (pid %d) running", p.name, p.pid()))
 		}
 	}
-	if n.CRISocket != "" {
-		if pids := processesMatching(n.CRISocket, ""); len(pids) > 0 {
-			left = append(left, fmt.Sprintf("containerd shims running: %v", pids))
-		}
-	}
-	if n.host == nil {
-		return left
-	}
-	if !n.host.paths["/sys/fs/cgroup/kubepods"] && len(kubepodsCgroups()) > 0 {
-		if pids := processesMatching("", "/kubepods"); len(pids) > 0 {
-			left = append(left, fmt.Sprintf("processes in pod cgroups: %v", pids))
-		}
-	}
-	if mounts, err := newMounts(n.host.mounts, n.Dir); err != nil {
-		left = append(left, err.Error())
-	} else if len(mounts) > 0 {
-		left = append(left, fmt.Sprintf("mounts: %v", mounts))
-	}
-	if _, err := net.InterfaceByName(bridgeName); err == nil {
-		left = append(left, "bridge "+bridgeName)
-	}
-	if chains, err := nodeChains(ctx); err != nil {
-		left = append(left, err.Error())
-	} else {
-		for c := range chains {
-			if !n.host.chains[c] {
-				left = append(left, "iptables chain "+c)
-			}
-		}
-	}
-	for _, p := range append(kubepodsCgroups(), fixedHostPaths...) {
-		if _, err := os.Lstat(p); err == nil && !n.host.paths[p] {
-			left = append(left, p)
-		}
-	}
-	for s, v := range n.host.sysctls {
-		if b, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(b)) != v {
-			left = append(left, fmt.Sprintf("sysctl %s=%s (was %s)", s, strings.TrimSpace(string(b)), v))
-		}
+	if n.fp != nil {
+		left = append(left, n.fp.leftovers(ctx)...)
 	}
 	return left
 }

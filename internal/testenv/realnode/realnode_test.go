@@ -1,13 +1,17 @@
 package realnode_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +31,10 @@ func TestRealNodePods(t *testing.T) {
 	began := time.Now()
 	n := realnode.Start(ctx, t, c)
 	t.Logf("timing: real node Ready %s after start", time.Since(began).Round(time.Millisecond))
+	// kwok nodes keep working beside the real one.
+	if err := c.AddNodes(ctx, 1, "kwok"); err != nil {
+		t.Fatal(err)
+	}
 
 	began = time.Now()
 	img, err := n.HTTPDImage(ctx)
@@ -158,4 +166,103 @@ func get(ctx context.Context, url string, timeout time.Duration) (string, error)
 		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(body), nil
+}
+
+// TestRealNodeRemainsOfAKilledTestAreUndone kills a test binary that runs a real node with a pod
+// (its cleanups never run; containerd's shims and the pod outlive it) and checks that the next
+// Start undoes those remains before it starts its own node.
+func TestRealNodeRemainsOfAKilledTestAreUndone(t *testing.T) {
+	const childEnv = "FAULTLINE_REALNODE_CHILD"
+	ctx := t.Context()
+	if os.Getenv(childEnv) == "1" {
+		c := kube.Start(t, kube.WithRealNode())
+		n := realnode.Start(ctx, t, c)
+		img, err := n.HTTPDImage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, n.HTTPDDeployment("default", "doomed", 1, img), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods, err := n.WaitPodsReady(ctx, "default", "app=doomed", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := n.Sandbox(ctx, "default", pods[0].Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("READY %d %s %s\n", sb.PID, sb.NetNS, n.Dir)
+		<-ctx.Done() // killed here
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a real node needs root") // the child skips, or fails under CI=true, on what else is missing
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(cctx, os.Args[0], "-test.run=^TestRealNodeRemainsOfAKilledTestAreUndone$", "-test.v", "-test.count=1")
+	child.Env = append(os.Environ(), childEnv+"=1")
+	child.Stderr = os.Stderr
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pausePID int
+	var netnsPath, dir string
+	var lines []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "READY" {
+			pausePID, _ = strconv.Atoi(f[1])
+			netnsPath, dir = f[2], f[3]
+			break
+		}
+	}
+	if pausePID == 0 {
+		_ = child.Wait()
+		all := strings.Join(lines, "\n")
+		if strings.Contains(all, "--- SKIP") {
+			t.Skipf("the child test skipped:\n%s", all)
+		}
+		t.Fatalf("the child test never got its pod Ready:\n%s", all)
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pausePID)); err != nil {
+		t.Fatalf("the killed test's pod (sandbox pid %d) did not outlive it, nothing to undo: %v", pausePID, err)
+	}
+
+	c := kube.Start(t, kube.WithRealNode())
+	n := realnode.Start(ctx, t, c)
+	for _, p := range []string{fmt.Sprintf("/proc/%d", pausePID), netnsPath, dir} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s of the killed test's node is still there: %v", p, err)
+		}
+	}
+	img, err := n.HTTPDImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, n.HTTPDDeployment("default", "web", 1, img), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := n.WaitPodsReady(cctx, "default", "app=web", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(ctx, "http://"+pods[0].Status.PodIP+":8080/", 5*time.Second); err != nil {
+		t.Fatalf("host -> pod on the new node: %v", err)
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

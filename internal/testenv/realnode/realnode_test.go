@@ -104,6 +104,25 @@ func TestRealNodePods(t *testing.T) {
 	}
 	t.Logf("timing: pod -> pod request %s", d)
 
+	// Pod to pod from inside the container, through the apiserver, the kubelet and containerd's
+	// streaming server (exec), and the pod's log: what WithRealNode sets up the apiserver for.
+	if kubectl, err := exec.LookPath("kubectl"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kubectl not installed (scripts/testenv)")
+		}
+		t.Log("kubectl not installed: exec and logs not checked (scripts/testenv installs it)")
+	} else {
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "exec", a.Pod, "--",
+			"/httpd", "probe", urlB).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), b.Pod+" "+a.IP.String()+":") {
+			t.Fatalf("kubectl exec %s -- /httpd probe %s: %v: %q, want pod %s answering pod %s's address", a.Pod, urlB, err, out, b.Pod, a.IP)
+		}
+		out, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "logs", b.Pod).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "httpd listening") {
+			t.Fatalf("kubectl logs %s: %v: %q", b.Pod, err, out)
+		}
+	}
+
 	// A DROP inside B's namespace cuts B off from A and from the host; removing it restores both.
 	rule := []string{"INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP"}
 	if _, err := realnode.InNetNS(ctx, b.NetNS, "iptables", append([]string{"-w", "5", "-I"}, rule...)...); err != nil {

@@ -36,13 +36,21 @@ const (
 // src is a Go package path (built with CGO_ENABLED=0) or the path of an existing static binary.
 // It returns the binary's path on the host, so a test can also run it there or, with InNetNS, in a
 // pod's network namespace.
-func (n *Node) LoadImage(ctx context.Context, ref, src string) (string, error) {
+func (n *Node) LoadImage(ctx context.Context, ref, src string, opts ...ImageOption) (string, error) {
+	var spec imageSpec
+	for _, o := range opts {
+		o(&spec)
+	}
 	bin, err := n.binary(ctx, src)
 	if err != nil {
 		return "", fmt.Errorf("load image %s: %w", ref, err)
 	}
+	files, err := hostFiles(ctx, spec.tools)
+	if err != nil {
+		return "", fmt.Errorf("load image %s: %w", ref, err)
+	}
 	tarPath := filepath.Join(n.Dir, "images", strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
-	if err := writeImage(tarPath, ref, bin); err != nil {
+	if err := writeImage(tarPath, ref, bin, files); err != nil {
 		return "", fmt.Errorf("load image %s: %w", ref, err)
 	}
 	if _, err := run(ctx, "ctr", "--address", n.CRISocket, "--namespace", n.Namespace, "images", "import", tarPath); err != nil {
@@ -71,13 +79,13 @@ func (n *Node) binary(ctx context.Context, src string) (string, error) {
 
 // writeImage writes a one-layer image holding bin as a docker-archive tarball, which
 // `ctr images import` reads.
-func writeImage(path, ref, bin string) error {
+func writeImage(path, ref, bin string, extra []imageFile) error {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return fmt.Errorf("image name: %w", err)
 	}
 	entry := "/" + filepath.Base(bin)
-	layer, err := binaryLayer(bin, entry)
+	layer, err := binaryLayer(bin, entry, extra)
 	if err != nil {
 		return err
 	}
@@ -92,7 +100,7 @@ func writeImage(path, ref, bin string) error {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Config.Entrypoint = []string{entry}
-	cf.Config.Env = []string{"PATH=/"}
+	cf.Config.Env = []string{"PATH=/:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return fmt.Errorf("image config: %w", err)
 	}
@@ -106,7 +114,7 @@ func writeImage(path, ref, bin string) error {
 }
 
 // binaryLayer is a layer with the directories a runtime expects, user and group files, and bin.
-func binaryLayer(bin, entry string) (v1.Layer, error) {
+func binaryLayer(bin, entry string, extra []imageFile) (v1.Layer, error) {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, fmt.Errorf("image layer: %w", err)
@@ -116,7 +124,7 @@ func binaryLayer(bin, entry string) (v1.Layer, error) {
 	for _, d := range []struct {
 		name string
 		mode int64
-	}{{"etc/", 0o755}, {"tmp/", 0o1777}, {"proc/", 0o755}, {"sys/", 0o755}, {"dev/", 0o755}} {
+	}{{"etc/", 0o755}, {"tmp/", 0o1777}, {"proc/", 0o755}, {"sys/", 0o755}, {"dev/", 0o755}, {"run/", 0o755}} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode}); err != nil {
 			return nil, fmt.Errorf("image layer: %w", err)
 		}
@@ -137,6 +145,9 @@ func binaryLayer(bin, entry string) (v1.Layer, error) {
 		if _, err := tw.Write(f.data); err != nil {
 			return nil, fmt.Errorf("image layer: %w", err)
 		}
+	}
+	if err := writeHostFiles(tw, extra); err != nil {
+		return nil, fmt.Errorf("image layer: %w", err)
 	}
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("image layer: %w", err)

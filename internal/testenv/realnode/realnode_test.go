@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
@@ -283,5 +284,87 @@ func TestRealNodeRemainsOfAKilledTestAreUndone(t *testing.T) {
 	}
 	if err := n.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRealNodePrivilegedPodEntersAnotherPod is a node agent's way in, from a pod: a privileged
+// hostPID pod whose image carries the host's iptables and nsenter enters another pod's network
+// namespace through /proc/<sandbox pid>/ns/net, and a DROP it puts there cuts the pod off.
+func TestRealNodePrivilegedPodEntersAnotherPod(t *testing.T) {
+	ctx := t.Context()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kubectl not installed (scripts/testenv)")
+		}
+		t.Skip("kubectl not installed (scripts/testenv installs it)")
+	}
+	c := kube.Start(t, kube.WithRealNode())
+	n := realnode.Start(ctx, t, c)
+	img, err := n.HTTPDImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const toolsImage = "faultline.test/httpd-tools:v1"
+	began := time.Now()
+	if _, err := n.LoadImage(ctx, toolsImage, "github.com/faultline-dev/faultline/internal/testenv/realnode/httpd",
+		realnode.WithHostTools("iptables", "nsenter")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("timing: image with host iptables and nsenter built and imported in %s", time.Since(began).Round(time.Millisecond))
+	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, n.HTTPDDeployment("default", "web", 1, img), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	privileged := true
+	agent := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "default", Labels: map[string]string{"app": "agent"}},
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{corev1.LabelHostname: n.Name},
+			HostNetwork:  true,
+			HostPID:      true,
+			Containers: []corev1.Container{{
+				Name: "agent", Image: toolsImage, ImagePullPolicy: corev1.PullNever,
+				Env:             []corev1.EnvVar{{Name: "LISTEN", Value: "127.0.0.1:0"}},
+				SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+			}},
+		},
+	}
+	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, agent, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	pods, err := n.WaitPodsReady(wctx, "default", "app=web", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.WaitPodsReady(wctx, "default", "app=agent", 1); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := n.Sandbox(ctx, "default", pods[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + sb.IP.String() + ":8080/"
+	inPod := func(args ...string) string {
+		t.Helper()
+		full := append([]string{"--kubeconfig", c.Kubeconfig, "exec", "agent", "--", "nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", sb.PID), "--"}, args...)
+		out, err := exec.CommandContext(ctx, kubectl, full...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v: %s", strings.Join(full[2:], " "), err, out)
+		}
+		return string(out)
+	}
+	rule := []string{"INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP"}
+	inPod(append([]string{"iptables", "-w", "5", "-I"}, rule...)...)
+	if rules := inPod("iptables", "-w", "5", "-S", "INPUT"); !strings.Contains(rules, "-A INPUT -p tcp -m tcp --dport 8080 -j DROP") {
+		t.Fatalf("the rule is not in the pod's namespace:\n%s", rules)
+	}
+	if _, err := get(ctx, url, time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("host -> pod with the agent's DROP: got %v, want a timeout", err)
+	}
+	inPod(append([]string{"iptables", "-w", "5", "-D"}, rule...)...)
+	if _, err := get(ctx, url, 5*time.Second); err != nil {
+		t.Fatalf("host -> pod after the agent removed its DROP: %v", err)
 	}
 }

@@ -2,8 +2,8 @@ package realnode
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -65,8 +65,10 @@ func hostFiles(ctx context.Context, tools []string) ([]imageFile, error) {
 			}
 		}
 	}
-	for i := 0; i < len(elfs); i++ { // grows while libraries bring their own
-		libs, err := sharedLibraries(ctx, elfs[i])
+	for len(elfs) > 0 { // rounds, while libraries bring their own
+		batch := elfs
+		elfs = nil
+		libs, err := sharedLibraries(batch)
 		if err != nil {
 			return nil, err
 		}
@@ -120,31 +122,44 @@ func resolveInto(files map[string]imageFile, path string) (string, error) {
 	return cur, nil
 }
 
-// sharedLibraries lists the libraries (and the loader) an ELF file loads, as ldd finds them; nothing
-// for a static binary or a file that is not ELF.
-func sharedLibraries(ctx context.Context, path string) ([]string, error) {
-	head := make([]byte, 4)
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("host file %s: %w", path, err)
-	}
-	_, err = f.Read(head)
-	_ = f.Close()
-	if err != nil || !bytes.Equal(head, []byte("\x7fELF")) {
-		return nil, nil
-	}
-	out, err := exec.CommandContext(ctx, "ldd", path).Output()
-	if err != nil {
-		return nil, nil // "not a dynamic executable"
-	}
+// sharedLibraries lists the loader and the libraries the ELF files among paths need, read from
+// their ELF headers (ldd runs a process per file, which takes half a minute for iptables's
+// modules on a busy machine) and found in the usual library directories.
+func sharedLibraries(paths []string) ([]string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/*-linux-gnu*")
+	more, _ := filepath.Glob("/lib/*-linux-gnu*")
+	dirs = append(append(dirs, more...), "/usr/lib64", "/lib64", "/usr/lib", "/lib")
 	var libs []string
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-			libs = append(libs, f[2])
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			libs = append(libs, f[0])
+	for _, p := range paths {
+		f, err := elf.Open(p)
+		if err != nil {
+			continue // not ELF: a script or data
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				b := make([]byte, prog.Filesz)
+				if _, err := prog.ReadAt(b, 0); err == nil {
+					libs = append(libs, strings.TrimRight(string(b), "\x00"))
+				}
+			}
+		}
+		needed, err := f.ImportedLibraries()
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("host file %s: %w", p, err)
+		}
+		for _, soname := range needed {
+			found := ""
+			for _, d := range dirs {
+				if _, err := os.Stat(filepath.Join(d, soname)); err == nil {
+					found = filepath.Join(d, soname)
+					break
+				}
+			}
+			if found == "" {
+				return nil, fmt.Errorf("host file %s: library %s not found in %v", p, soname, dirs)
+			}
+			libs = append(libs, found)
 		}
 	}
 	return libs, nil

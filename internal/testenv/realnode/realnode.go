@@ -17,11 +17,13 @@
 // packages containerd, runc and containernetworking-plugins; without them it skips the test, or
 // fails it when CI=true. Pods use the network 10.88.0.0/16 on the bridge flrn0.
 //
-// Cleanup stops the kubelet, removes every sandbox through CRI (so that the CNI plugins release
-// addresses, rules and namespaces), stops containerd, and undoes what the node changed on the host:
-// the KUBE-* and CNI-* iptables chains it added, the bridge, mounts, the kubepods cgroups and fixed
-// directories it created, and the sysctls the kubelet and the bridge plugin set
-// (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, net.ipv4.ip_forward).
+// Cleanup (or Stop) stops the kubelet, deletes the Node, removes every sandbox through CRI (so that
+// the CNI plugins release addresses, rules and namespaces), stops containerd, and undoes what the
+// node changed on the host: the KUBE-* and CNI-* iptables chains it added, the bridge, mounts, the
+// kubepods cgroups and fixed directories it created, and the sysctls the kubelet and the bridge
+// plugin set (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, net.ipv4.ip_forward). What
+// the host looked like before is kept in /run/faultline-testenv/realnode.json while the node runs:
+// when a test binary dies without its cleanup, the next Start undoes that node's remains first.
 package realnode
 
 import (
@@ -39,6 +41,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -306,6 +309,12 @@ func (n *Node) stop(ctx context.Context) error {
 	var errs []error
 	if n.kubelet != nil {
 		errs = append(errs, n.kubelet.stop(15*time.Second))
+		// The Node goes too, so that a later node of the same name in a shared cluster does not
+		// inherit its pods (the pod GC controller deletes pods bound to a missing node).
+		err := n.cluster.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete node %s: %w", n.Name, err))
+		}
 	}
 	if n.containerd != nil {
 		if n.containerd.exited() == nil {

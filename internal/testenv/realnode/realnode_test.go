@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
@@ -151,6 +152,9 @@ func TestRealNodePods(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("timing: stop and host cleanup %s", time.Since(began).Round(time.Millisecond))
+	if _, err := c.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("node %s after Stop: got %v, want it deleted", n.Name, err)
+	}
 	if left := n.Leftovers(ctx); len(left) > 0 {
 		t.Fatalf("left behind after Stop: %v", left)
 	}

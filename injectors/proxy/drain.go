@@ -16,6 +16,11 @@ import (
 // for drainSettle. Past drainPatience a busy connection (a client that sends its next request as
 // soon as the last answer is in) has no such pause, and the first boundary is taken.
 //
+// A client's data that comes once the server has answered, with nothing in flight, is taken as the
+// next request and so as a boundary too: HTTP/1.1 clients without pipelining send a request only
+// once they have read the whole previous answer. A busy connection is then closed at its next
+// request rather than after drainPatience.
+//
 // At the boundary the proxy stops forwarding the client's data (a request that comes after it is
 // read and dropped: the client sees its connection closed before any answer, which HTTP clients
 // retry for idempotent requests) and half-closes towards the server. A server finishes what it is
@@ -54,6 +59,14 @@ func (c *conn) admit(dir Stream, n int) bool {
 	defer d.mu.Unlock()
 	if dir == Upstream {
 		if d.closing {
+			return false
+		}
+		if d.draining && !d.pending && d.inflight == 0 && !d.lastDown.IsZero() {
+			d.closing = true
+			select {
+			case d.wake <- struct{}{}:
+			default:
+			}
 			return false
 		}
 		d.pending = true

@@ -173,6 +173,12 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 	for i := range relayed {
 		run(fmt.Sprintf("relayed-%d", i), dialIn(t, l.A, server))
 	}
+	// Idle at the revert: it must see the FIN (a client's pool notices it and drops the connection).
+	idle := dialIn(t, l.A, server)
+	stopIdle := make(chan struct{})
+	if r := keepAlive("idle", idle, stopIdle, limit, func() { close(stopIdle) }); r.err != nil || r.ok != 1 {
+		t.Fatalf("idle connection: %d responses, %v", r.ok, r.err)
+	}
 	// Go's keep-alive pool, from inside A.
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 4,
@@ -229,8 +235,8 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 		}
 		return true
 	})
-	if s := p.Stats(); s.Proxied < relayed+1 {
-		t.Fatalf("proxy stats %+v: want at least %d relayed connections", s, relayed+1)
+	if s := p.Stats(); s.Proxied < relayed+2 {
+		t.Fatalf("proxy stats %+v: want at least %d relayed connections", s, relayed+2)
 	}
 	open := p.Stats().Open
 
@@ -241,6 +247,10 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 		t.Fatalf("Revert: %v", err)
 	}
 	t.Logf("revert took %s with %d relayed connections open; events: %v", took, open, events)
+	_ = idle.SetReadDeadline(time.Now().Add(limit))
+	if n, err := idle.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("idle relayed connection after the revert: read %d bytes, %v; want EOF (a FIN)", n, err)
+	}
 	mu.Lock()
 	after := map[string]int{}
 	for _, n := range all {

@@ -25,7 +25,7 @@ import (
 
 // haproxyServer starts HAProxy inside ns as a keep-alive HTTP server answering "ok" on each of
 // ports at addr, and waits until every port accepts.
-func haproxyServer(t *testing.T, ns *netns.NS, addr netip.Addr, ports ...uint16) {
+func haproxyServer(t testing.TB, ns *netns.NS, addr netip.Addr, ports ...uint16) {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -308,7 +308,7 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 	}
 }
 
-func mustRecord(t *testing.T, act injectors.Action) []byte {
+func mustRecord(t testing.TB, act injectors.Action) []byte {
 	t.Helper()
 	rec, err := act.Record()
 	if err != nil {

@@ -5,8 +5,12 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // How a drain closes a relayed connection without cutting a response short or resetting it.
@@ -109,9 +113,12 @@ func (c *conn) closeWhenIdle(downDone <-chan struct{}) {
 		case <-t.C:
 		case <-c.drain.wake:
 		}
+		// Data the kernel holds for either side and the streams have not read yet is in flight
+		// too (a toxic that held the client's data has just been removed, say).
+		unread := unreadBytes(c.client) > 0 || unreadBytes(c.server) > 0
 		d := &c.drain
 		d.mu.Lock()
-		ready := d.inflight == 0 && !d.pending
+		ready := d.inflight == 0 && !d.pending && !unread
 		wait := drainSettle - time.Since(d.lastDown)
 		if time.Since(start) >= drainPatience {
 			wait = 0
@@ -148,6 +155,26 @@ func (c *conn) closeWhenIdle(downDone <-chan struct{}) {
 	case <-t.C:
 		c.shut(false)
 	}
+}
+
+// unreadBytes is how many bytes the kernel holds in c's receive queue (SIOCINQ); 0 when it cannot
+// tell.
+func unreadBytes(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // Drain stops accepting, removes every toxic (data already delayed keeps its time) and closes

@@ -141,12 +141,24 @@ func keepAlive(name string, c net.Conn, stop <-chan struct{}, limit time.Duratio
 // request boundary: no reset, no response cut short, no hang; a new connection then goes direct.
 // Connections that were never redirected (opened before the fault, or to a port the fault does
 // not select) see nothing at all. The revert reports how many relayed connections it closed.
+// Egress (the clients are in the fault's namespace) and ingress (the server is).
 func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
+	for _, dir := range []string{"egress", "ingress"} {
+		t.Run(dir, func(t *testing.T) { testRevertKeepAlive(t, dir) })
+	}
+}
+
+func testRevertKeepAlive(t *testing.T, direction string) {
 	requireNet(t)
 	l := netns.NewPair(t)
 	const port, other = 8080, 8081
-	haproxyServer(t, l.B, l.B4, port, other)
-	server := netip.AddrPortFrom(l.B4, port)
+	// The fault is in A; egress: clients in A, server in B; ingress: the other way round.
+	cli, srv, srvAddr, peer := l.A, l.B, l.B4, l.B4
+	if direction == "ingress" {
+		cli, srv, srvAddr, peer = l.B, l.A, l.A4, l.B4
+	}
+	haproxyServer(t, srv, srvAddr, port, other)
+	server := netip.AddrPortFrom(srvAddr, port)
 	const limit = 10 * time.Second // a response later than this is a hang
 
 	var mu sync.Mutex
@@ -160,31 +172,31 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 		go func() { results <- keepAlive(name, c, stop, limit, tick(name)) }()
 	}
 	// Never redirected: opened before the fault, and one to a port the fault does not select.
-	run("before", dialIn(t, l.A, server))
+	run("before", dialIn(t, cli, server))
 
 	inj := NewLatencyInjector()
 	env := injectors.Env{RunID: "revert-drain"}
-	act := apply(t, inj, latencyFault("drain", l.A, "egress", l.B4, port, 20*time.Millisecond, 0, ""), env)
+	act := apply(t, inj, latencyFault("drain", l.A, direction, peer, port, 20*time.Millisecond, 0, ""), env)
 	inj.mu.Lock()
 	p := inj.live[chainName(env.RunID, "drain")]
 	inj.mu.Unlock()
-	run("other-port", dialIn(t, l.A, netip.AddrPortFrom(l.B4, other)))
+	run("other-port", dialIn(t, cli, netip.AddrPortFrom(srvAddr, other)))
 	const relayed = 6
 	for i := range relayed {
-		run(fmt.Sprintf("relayed-%d", i), dialIn(t, l.A, server))
+		run(fmt.Sprintf("relayed-%d", i), dialIn(t, cli, server))
 	}
 	// Idle at the revert: it must see the FIN (a client's pool notices it and drops the connection).
-	idle := dialIn(t, l.A, server)
+	idle := dialIn(t, cli, server)
 	stopIdle := make(chan struct{})
 	if r := keepAlive("idle", idle, stopIdle, limit, func() { close(stopIdle) }); r.err != nil || r.ok != 1 {
 		t.Fatalf("idle connection: %d responses, %v", r.ok, r.err)
 	}
-	// Go's keep-alive pool, from inside A.
+	// Go's keep-alive pool, from the clients' namespace.
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 4,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
-			err := l.A.Do(func() error {
+			err := cli.Do(func() error {
 				var err error
 				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 				return err
@@ -298,7 +310,7 @@ func TestLatencyRevertClosesRelayedKeepAliveConnectionsCleanly(t *testing.T) {
 	}
 	// A new connection goes direct.
 	accepted := p.Stats().Accepted
-	c := dialIn(t, l.A, server)
+	c := dialIn(t, cli, server)
 	stopAfter := make(chan struct{})
 	if r := keepAlive("after", c, stopAfter, limit, func() { close(stopAfter) }); r.err != nil || r.ok != 1 {
 		t.Fatalf("a connection opened after the revert: %d responses, %v", r.ok, r.err)

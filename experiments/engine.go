@@ -247,6 +247,11 @@ func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injecto
 		}
 		env.Seed = faultSeed(seed, x.Name, i)
 		act, err := inj.Prepare(ctx, f, env)
+		if src, ok := f.Source(); ok && err != nil {
+			// What only the live system can tell (a namespace that does not exist) points at the
+			// runbook line of the fault, like validate's errors.
+			return nil, fmt.Errorf("%s (%s): %w", src, f.Kind(), err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fault %q (%s): %w", f.Name, f.Kind(), err)
 		}

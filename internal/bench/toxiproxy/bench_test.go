@@ -1,0 +1,88 @@
+package toxiproxy
+
+import (
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/internal/testenv/local"
+)
+
+// toxics are the two cases of the comparison.
+var toxics = []struct {
+	name    string
+	latency bool
+}{{"no-toxic", false}, {"latency-50ms", true}}
+
+// BenchmarkThroughput: each iteration moves 8 MiB from a loopback server directly, through
+// faultline's proxy and through Toxiproxy, one after the other so that all three see the same
+// machine load, and reports each rate and faultline's against Toxiproxy's (target: ≥ 1).
+func BenchmarkThroughput(b *testing.B) {
+	for _, tc := range toxics {
+		b.Run(tc.name, func(b *testing.B) {
+			r := startRelays(b, source, tc.latency)
+			const n = 8 << 20
+			buf := make([]byte, 256<<10)
+			var d, f, x time.Duration
+			b.SetBytes(3 * n)
+			b.ResetTimer()
+			for range b.N {
+				d += pull(b, r.direct, n, buf)
+				f += pull(b, r.faultline, n, buf)
+				x += pull(b, r.toxiproxy, n, buf)
+			}
+			b.StopTimer()
+			rate := func(t time.Duration) float64 { return float64(n*b.N) / t.Seconds() / 1e6 }
+			b.ReportMetric(rate(d), "direct-MB/s")
+			b.ReportMetric(rate(f), "faultline-MB/s")
+			b.ReportMetric(rate(x), "toxiproxy-MB/s")
+			b.ReportMetric(rate(f)/rate(x), "faultline/toxiproxy")
+		})
+	}
+}
+
+// BenchmarkAddedLatency: each iteration is one 64-byte request/response directly, through
+// faultline and through Toxiproxy, over long-lived loopback connections; it reports what each
+// proxy adds to the direct round trip at p50 and p99 (target: faultline ≤ Toxiproxy). With the
+// 50 ms toxic the added latency includes the 50 ms.
+func BenchmarkAddedLatency(b *testing.B) {
+	for _, tc := range toxics {
+		b.Run(tc.name, func(b *testing.B) {
+			r := startRelays(b, local.Echo, tc.latency)
+			conns := []*net.TCPConn{dial(b, r.direct), dial(b, r.faultline), dial(b, r.toxiproxy)}
+			msg, buf := make([]byte, 64), make([]byte, 64)
+			warm := 100
+			if tc.latency {
+				warm = 2
+			}
+			for range warm {
+				for _, c := range conns {
+					if _, err := roundTrip(c, msg, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			samples := make([][]time.Duration, len(conns))
+			b.ResetTimer()
+			for range b.N {
+				for i, c := range conns {
+					d, err := roundTrip(c, msg, buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					samples[i] = append(samples[i], d)
+				}
+			}
+			b.StopTimer()
+			for _, s := range samples {
+				slices.Sort(s)
+			}
+			us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+			for i, name := range []string{"faultline", "toxiproxy"} {
+				b.ReportMetric(us(percentile(samples[i+1], 0.5)-percentile(samples[0], 0.5)), name+"-added-p50-µs")
+				b.ReportMetric(us(percentile(samples[i+1], 0.99)-percentile(samples[0], 0.99)), name+"-added-p99-µs")
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // PodKill is the pod-kill injector: delete pods chosen by mode, once or every interval; their
@@ -62,7 +63,7 @@ func (a *podKillAction) pick(ctx context.Context) ([]pod, int, error) {
 		return nil, 0, err
 	}
 	if len(all) == 0 {
-		return nil, 0, injectors.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
+		return nil, 0, policy.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
 	}
 	chosen := choose(all, count(a.spec.Mode, a.spec.Value, len(all), a.rng), a.rng)
 	if err := r.pol.CheckBlastRadius(footprint(chosen, all)); err != nil {
@@ -132,7 +133,7 @@ func (a *podKillAction) Sustain(ctx context.Context, rec injectors.Recorder, rep
 		case <-t.C:
 		}
 		picked, _, err := a.pick(ctx)
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		switch {
 		case ctx.Err() != nil:
 			return nil

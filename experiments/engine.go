@@ -5,9 +5,11 @@ package experiments
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -77,6 +79,27 @@ var errWindowEnded = errors.New("fault window ended")
 type RunOptions struct {
 	RunID  string
 	DryRun bool
+	// Seed seeds the random picks of targets (pods, processes); nil draws one, which the result
+	// records so that the same picks can be made again.
+	Seed *uint64
+}
+
+// NewSeed returns a random seed below 2^53, so that it survives JSON tools that read numbers as
+// doubles (jq), and never 0.
+func NewSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:])%(1<<53-1) + 1
+}
+
+// faultSeed derives a fault's seed from the run's and the fault's place, so that two faults of a
+// run do not pick in lockstep and a prepare repeated before injecting picks as the first did.
+func faultSeed(seed uint64, experiment string, fault int) uint64 {
+	h := fnv.New64a()
+	_ = binary.Write(h, binary.BigEndian, seed)
+	_, _ = h.Write([]byte(experiment))
+	_ = binary.Write(h, binary.BigEndian, int64(fault))
+	return h.Sum64()
 }
 
 // NewRunID returns a short random run ID; short because injectors embed it in names with tight
@@ -93,7 +116,11 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 	if opts.RunID == "" {
 		opts.RunID = NewRunID()
 	}
-	res := &Result{RunID: opts.RunID, Runbook: rb.Metadata.Name, Environment: rb.Environment.Name, StartedAt: time.Now(), Verdict: Passed}
+	if opts.Seed == nil {
+		s := NewSeed()
+		opts.Seed = &s
+	}
+	res := &Result{RunID: opts.RunID, Seed: opts.Seed, Runbook: rb.Metadata.Name, Environment: rb.Environment.Name, StartedAt: time.Now(), Verdict: Passed}
 	e.stamp(res, rb)
 	log := e.logger().With("run", opts.RunID, "runbook", rb.Metadata.Name)
 	defer func() {
@@ -126,7 +153,7 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 	}
 	env := e.InjectorEnv
 	env.RunID, env.Policy, env.Environment = opts.RunID, rb.Policy, rb.Environment
-	env.Runbook = rb.Metadata.Name
+	env.Runbook, env.Seed = rb.Metadata.Name, *opts.Seed
 	if env.Logger == nil {
 		env.Logger = log
 	}
@@ -214,12 +241,19 @@ type prepared struct {
 
 func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injectors.Env) ([]prepared, error) {
 	out := make([]prepared, 0, len(x.Faults))
-	for _, f := range x.Faults {
+	seed := env.Seed
+	for i, f := range x.Faults {
 		inj, err := e.Injectors.Get(f.Kind())
 		if err != nil {
 			return nil, &policy.RefusedError{Rule: "fault kind", Msg: err.Error()}
 		}
+		env.Seed = faultSeed(seed, x.Name, i)
 		act, err := inj.Prepare(ctx, f, env)
+		if src, ok := f.Source(); ok && err != nil {
+			// What only the live system can tell (a namespace that does not exist) points at the
+			// runbook line of the fault, like validate's errors.
+			return nil, fmt.Errorf("%s (%s): %w", src, f.Kind(), err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fault %q (%s): %w", f.Name, f.Kind(), err)
 		}

@@ -55,6 +55,9 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		if m, ok := a.act.(injectors.MechanismReporter); ok {
 			fr.Mechanism = m.Mechanism()
 		}
+		if r, ok := a.act.(injectors.RandomPicker); ok {
+			fr.Random = r.RandomPick()
+		}
 		er.Faults = append(er.Faults, fr)
 	}
 	if err := e.checkConflicts(ctx, acts); err != nil {

@@ -3,6 +3,7 @@ package experiments
 import (
 	"time"
 
+	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/guardrail"
 )
@@ -22,6 +23,9 @@ type PlannedFault struct {
 	Name    string   `json:"name"`
 	Kind    string   `json:"kind"`
 	Targets []string `json:"targets"`
+	// Random says how the targets were picked at random (empty when every candidate is taken):
+	// another run picks others unless it is given the same seed.
+	Random string `json:"random,omitempty"`
 }
 
 // PlannedCheck is a guardrail as it would be evaluated.
@@ -38,7 +42,11 @@ func plan(x runbooks.Experiment, acts []prepared, guards, hyps []*guardrail.Guar
 		p.Recovery = x.Recovery.Within
 	}
 	for _, a := range acts {
-		p.Faults = append(p.Faults, PlannedFault{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()})
+		pf := PlannedFault{Name: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets()}
+		if r, ok := a.act.(injectors.RandomPicker); ok {
+			pf.Random = r.RandomPick()
+		}
+		p.Faults = append(p.Faults, pf)
 	}
 	p.Guardrails = planChecks(guards)
 	p.Hypothesis = planChecks(hyps)

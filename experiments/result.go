@@ -89,7 +89,10 @@ type Result struct {
 	// that a report can show what a halt skipped.
 	ExperimentNames []string `json:"experimentNames,omitempty"`
 
-	RunID       string             `json:"runId"`
+	RunID string `json:"runId"`
+	// Seed seeded the random picks of targets: `faultline run --seed` with it picks the same
+	// pods and processes again, from the same candidates.
+	Seed        *uint64            `json:"seed,omitempty"`
 	Runbook     string             `json:"runbook"`
 	Environment string             `json:"environment"`
 	Verdict     Verdict            `json:"verdict"`
@@ -149,7 +152,10 @@ type FaultResult struct {
 	Targets  []string `json:"targets"`
 	// Mechanism is how the injector chose to inject (injectors.MechanismReporter); empty for
 	// kinds that have only one way.
-	Mechanism  string     `json:"mechanism,omitempty"`
+	Mechanism string `json:"mechanism,omitempty"`
+	// Random says how the targets were picked at random (injectors.RandomPicker); the run's
+	// seed repeats the pick.
+	Random     string     `json:"random,omitempty"`
 	Applied    []string   `json:"applied,omitempty"`
 	RecordedAt *time.Time `json:"recordedAt,omitempty"`
 	AppliedAt  *time.Time `json:"appliedAt,omitempty"`

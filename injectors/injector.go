@@ -30,6 +30,17 @@ type Env struct {
 	// Kube is the Kubernetes client, resolved on first use (nil when none is configured: its
 	// methods then return kubeclient.ErrNotConfigured).
 	Kube *kubeclient.Client
+	// Seed seeds this fault's random picks (which pods, which processes). The engine derives it
+	// from the run's seed and the fault's place in the runbook, so that a dry run and a run with
+	// the same seed pick the same targets from the same candidates.
+	Seed uint64
+}
+
+// RandomPicker is implemented by actions whose targets were picked at random from more candidates
+// than they touch. RandomPick says how ("pod pick is random (mode one)"), or "" when the pick took
+// every candidate. A dry run prints it with the seed that repeats the pick.
+type RandomPicker interface {
+	RandomPick() string
 }
 
 // Injector handles one fault kind.

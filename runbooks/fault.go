@@ -1,6 +1,9 @@
 package runbooks
 
-import "reflect"
+import (
+	"fmt"
+	"reflect"
+)
 
 // Fault is one fault of an experiment. Exactly one of the kind fields is set; the field's `kind`
 // tag is the name the injector registry knows it by.
@@ -23,6 +26,31 @@ type Fault struct {
 	// Kubernetes faults (injectors/kubernetes); they need environment.kubernetes.
 	PodKill     *PodKill     `yaml:"podKill,omitempty" json:"podKill,omitempty" kind:"pod-kill"`
 	ShardOutage *ShardOutage `yaml:"shardOutage,omitempty" json:"shardOutage,omitempty" kind:"shard-outage"`
+
+	// at is where the loader found the fault, for errors met after loading (a network namespace
+	// that does not exist); not part of the runbook's content.
+	at *Source
+}
+
+// Source is where something is in a runbook file.
+type Source struct {
+	File string
+	Pos  Pos
+	// Path is the field path, e.g. experiments[0].faults[1].
+	Path string
+}
+
+func (s Source) String() string {
+	return fmt.Sprintf("%s:%d:%d: %s", s.File, s.Pos.Line, s.Pos.Column, s.Path)
+}
+
+// Source returns where the fault is in its runbook file; ok is false for a fault that was not
+// loaded from one.
+func (f *Fault) Source() (s Source, ok bool) {
+	if f.at == nil {
+		return Source{}, false
+	}
+	return *f.at, true
 }
 
 // Kind returns the registry name of the fault's kind, or "" when none is set.

@@ -25,8 +25,15 @@ func Load(path string) (*Runbook, error) {
 // Parse is Load for bytes already in memory; name is used in error positions.
 func Parse(name string, data []byte) (*Runbook, error) {
 	var rb Runbook
-	if err := decodeFile(name, data, &rb, func(v *Validator) { *v = *rb.Validate() }); err != nil {
+	pos, err := decodeFileAt(name, data, &rb, func(v *Validator) { *v = *rb.Validate() })
+	if err != nil {
 		return nil, err
+	}
+	for i := range rb.Experiments {
+		for j := range rb.Experiments[i].Faults {
+			path := fmt.Sprintf("experiments[%d].faults[%d]", i, j)
+			rb.Experiments[i].Faults[j].at = &Source{File: name, Pos: pos[path], Path: path}
+		}
 	}
 	return &rb, nil
 }
@@ -42,9 +49,15 @@ func DecodeStrict(name string, data []byte, out any, validate func() *Validator)
 }
 
 func decodeFile(name string, data []byte, out any, validate func(*Validator)) error {
-	errs := decodeErrors(name, data, out, validate)
+	_, err := decodeFileAt(name, data, out, validate)
+	return err
+}
+
+// decodeFileAt is decodeFile that also returns the position of every field path it decoded.
+func decodeFileAt(name string, data []byte, out any, validate func(*Validator)) (map[string]Pos, error) {
+	errs, pos := decodeErrors(name, data, out, validate)
 	if len(errs) == 0 {
-		return nil
+		return pos, nil
 	}
 	// yaml.v3 places what it meets at the end of the stream (an empty document, a missing value, a
 	// syntax error) on a line after the last one; point at the last line instead.
@@ -54,31 +67,31 @@ func decodeFile(name string, data []byte, out any, validate func(*Validator)) er
 			e.Pos = Pos{Line: last, Column: 1}
 		}
 	}
-	return errs
+	return nil, errs
 }
 
-func decodeErrors(name string, data []byte, out any, validate func(*Validator)) ErrorList {
+func decodeErrors(name string, data []byte, out any, validate func(*Validator)) (ErrorList, map[string]Pos) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return ErrorList{{File: name, Message: "the file is empty"}}
+			return ErrorList{{File: name, Message: "the file is empty"}}, nil
 		}
-		return ErrorList{syntaxError(name, err)}
+		return ErrorList{syntaxError(name, err)}, nil
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		return ErrorList{{File: name, Pos: Pos{extra.Line, extra.Column}, Message: "more than one YAML document: put one runbook in each file"}}
+		return ErrorList{{File: name, Pos: Pos{extra.Line, extra.Column}, Message: "more than one YAML document: put one runbook in each file"}}, nil
 	case !errors.Is(err, io.EOF):
 		// A broken document after the first is still a broken file, not a valid one.
-		return ErrorList{syntaxError(name, err)}
+		return ErrorList{syntaxError(name, err)}, nil
 	}
 	d := &decoder{file: name, positions: map[string]Pos{}}
 	d.decode(&root, reflect.ValueOf(out).Elem(), "")
 	if len(d.errs) > 0 {
 		// Semantic checks on a half-decoded value would only add noise.
-		return d.errs
+		return d.errs, nil
 	}
 	var v Validator
 	validate(&v)
@@ -86,7 +99,10 @@ func decodeErrors(name string, data []byte, out any, validate func(*Validator)) 
 	for _, p := range v.problems {
 		errs = append(errs, &FieldError{File: name, Pos: d.closest(p.path), Path: p.path, Message: p.msg})
 	}
-	return errs
+	if len(errs) > 0 {
+		return errs, nil
+	}
+	return nil, d.positions
 }
 
 // closest finds the position of path or, for a field that is missing, of its nearest parent.

@@ -284,7 +284,9 @@ func TestLoadValidNullValues(t *testing.T) {
 		Experiments: []Experiment{{
 			Name:     "pause",
 			Duration: Duration(10 * time.Second),
-			Faults:   []Fault{{Name: "process-pause-0", ProcessPause: &ProcessPause{ProcessTarget: ProcessTarget{Exe: "sleep"}}}},
+			Faults: []Fault{{Name: "process-pause-0", ProcessPause: &ProcessPause{ProcessTarget: ProcessTarget{Exe: "sleep"}},
+				// The loader keeps where the fault is, for errors only the live system can find.
+				at: &Source{File: "testdata/valid-null-values.yaml", Pos: Pos{Line: 20, Column: 9}, Path: "experiments[0].faults[0]"}}},
 		}},
 	}
 	if !reflect.DeepEqual(rb, want) {

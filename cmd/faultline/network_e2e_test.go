@@ -363,9 +363,21 @@ experiments:
 				t.Fatalf("dry run of the valid fault alone: exit %d\n%s%s", out.code, out.stdout, out.stderr)
 			}
 			rb := runbook(t, head+valid+"      - name: missing\n        "+fmt.Sprintf(faults[kind], missing)+"\n", nil)
-			out := faultline(t, state, "run", rb)
-			if out.code != 4 || !strings.Contains(out.stdout+out.stderr, missing) {
-				t.Fatalf("missing namespace: exit %d, want 4 naming the namespace\n%s%s", out.code, out.stdout, out.stderr)
+			// validate cannot know; the dry run and the run point at the fault's line (11, column 9
+			// of "- name: missing") and say which namespaces there are.
+			where := fmt.Sprintf("%s:11:9: experiments[0].faults[1] (%s): ", rb, kind)
+			listed := regexp.MustCompile(`network namespace "` + missing + `" does not exist \(.*; ip netns list shows: (.*)\)`)
+			for _, args := range [][]string{{"run", "--dry-run", rb}, {"run", rb}} {
+				out := faultline(t, state, args...)
+				text := out.stdout + out.stderr
+				m := listed.FindStringSubmatch(text)
+				if out.code != 4 || !strings.Contains(text, where) || m == nil {
+					t.Fatalf("%v with a missing namespace: exit %d, want 4 with %q and the namespaces listed\n%s", args, out.code, where, text)
+				}
+				// Namespaces other tests create come and go; the list is cut after ten.
+				if !strings.Contains(m[1], l.Name) && !strings.Contains(m[1], " more") {
+					t.Fatalf("the list %q names neither %s nor how many more there are", m[1], l.Name)
+				}
 			}
 			untouched(t, state)
 		})

@@ -22,6 +22,9 @@ func printResult(w io.Writer, r *experiments.Result) {
 				for _, t := range f.Targets {
 					fmt.Fprintf(w, "    - %s\n", t)
 				}
+				if f.Random != "" && r.Seed != nil {
+					fmt.Fprintf(w, "    %s; seed %d — run with --seed %d to touch these same targets\n", f.Random, *r.Seed, *r.Seed)
+				}
 			}
 			for _, g := range p.Guardrails {
 				fmt.Fprintf(w, "  guardrail %s: %s, every %s, breach after %s\n", g.Name, g.Describe, g.Interval, g.For)
@@ -51,6 +54,9 @@ func printResult(w io.Writer, r *experiments.Result) {
 					fmt.Fprintf(w, ", reverted %s (after %s)", f.RevertedAt.Format("15:04:05.000"), f.RevertedAt.Sub(*f.AppliedAt).Round(time.Millisecond))
 				}
 				fmt.Fprintln(w)
+			}
+			if f.Random != "" && r.Seed != nil {
+				fmt.Fprintf(w, "    %s; seed %d\n", f.Random, *r.Seed)
 			}
 			for _, a := range f.Applied {
 				fmt.Fprintf(w, "    %s\n", a)

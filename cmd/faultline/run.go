@@ -41,6 +41,11 @@ fails (exit 1).
 --dry-run resolves every target against the live system and prints exactly what would be
 touched, without touching it.
 
+Pods and processes a fault does not take all of are picked at random, from a seed: --seed N
+makes the pick repeatable, so that a dry run and a run with the same seed touch the same
+targets (as long as the candidates are the same). Without --seed the run draws a seed; the
+dry run prints it, and the result document records it ("seed").
+
 --report FORMAT=FILE (repeatable) also writes a report: html (one offline page with the
 timeline), junit (for CI test reporters) or markdown; with $GITHUB_STEP_SUMMARY set, the
 Markdown summary is appended there. --baseline PREVIOUS.json compares every recovery figure
@@ -52,6 +57,7 @@ with an earlier run's; a figure worse than its tolerance fails the run (exit 1).
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a summary for people) or json (the result document)"},
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed for the random pick of pods and processes: the same seed picks the same targets again (default: a random seed, recorded in the result)"},
 			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one: 1 to 12 lowercase letters and digits; it names the ledger entries and the FAULTLINE-* chains, so a CI job can find them"},
 		}, append(reportFlags(), kubeFlags()...)...),
 		Action: m.run,
@@ -133,7 +139,12 @@ func (m *Main) run(c *cli.Context) error {
 		}
 	}
 
-	res := eng.Run(ctx, rb, experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")})
+	opts := experiments.RunOptions{RunID: runID, DryRun: c.Bool("dry-run")}
+	if c.IsSet("seed") {
+		s := c.Uint64("seed")
+		opts.Seed = &s
+	}
+	res := eng.Run(ctx, rb, opts)
 	if ui != nil {
 		ui.done() // before the summary, which would otherwise start on the status line
 	}

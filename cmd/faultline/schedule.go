@@ -21,12 +21,12 @@ start times of each schedule, after windows, blackouts and daily caps are applie
 schedule's time zone. Check a calendar with this before trusting it to the daemon.
 
 Chaos-monkey schedules are random: --seed makes the listing repeatable, and the daemon
-draws its own times.`,
+draws its own times. (This seed draws start times only; 'run --seed' seeds the pick of targets.)`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Required: true, Usage: "daemon config file"},
 			&cli.IntFlag{Name: "next", Aliases: []string{"n"}, Value: 5, Usage: "how many start times per schedule"},
 			&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "list starts after this time (RFC 3339) instead of now"},
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed for chaos-monkey schedules"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed for chaos-monkey start times (not targets: see run --seed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
 		},
 		Action: func(c *cli.Context) error {

@@ -31,6 +31,7 @@ type podKillAction struct {
 	cs     k8s.Interface
 	rng    *rand.Rand
 	picked []pod
+	random string // how the first pick was random (see injectors.RandomPicker)
 
 	hit   []pod // every pod killed so far (the last maxRecorded)
 	total int
@@ -44,37 +45,41 @@ func (PodKill) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env)
 	if err != nil {
 		return nil, err
 	}
-	a := &podKillAction{spec: spec, env: env, cs: cs, rng: newRand()}
-	picked, err := a.pick(ctx)
+	a := &podKillAction{spec: spec, env: env, cs: cs, rng: newRand(env.Seed)}
+	picked, n, err := a.pick(ctx)
 	if err != nil {
 		return nil, forbidden(err)
 	}
-	a.picked = picked
+	a.picked, a.random = picked, randomText(spec.Mode, len(picked), n)
 	return a, nil
 }
 
-// pick resolves and chooses afresh, and checks the policy.
-func (a *podKillAction) pick(ctx context.Context) ([]pod, error) {
+// pick resolves and chooses afresh, and checks the policy; it also returns how many candidates
+// there were.
+func (a *podKillAction) pick(ctx context.Context) ([]pod, int, error) {
 	r := newResolver(a.cs, a.env)
 	all, _, err := r.podsOf(ctx, a.spec.PodTarget)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(all) == 0 {
-		return nil, policy.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
+		return nil, 0, policy.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
 	}
 	chosen := choose(all, count(a.spec.Mode, a.spec.Value, len(all), a.rng), a.rng)
 	if err := r.pol.CheckBlastRadius(footprint(chosen, all)); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make([]pod, len(chosen))
 	for i, c := range chosen {
 		out[i] = podOf(c.pod, c.wl)
 	}
-	return out, nil
+	return out, len(all), nil
 }
 
 func (a *podKillAction) Targets() []string { return describePods(a.picked) }
+
+// RandomPick implements injectors.RandomPicker.
+func (a *podKillAction) RandomPick() string { return a.random }
 
 // TargetRefs implements injectors.TargetLister: the pods the first round kills.
 func (a *podKillAction) TargetRefs() []injectors.Target { return podTargets(a.picked) }
@@ -127,7 +132,7 @@ func (a *podKillAction) Sustain(ctx context.Context, rec injectors.Recorder, rep
 			return nil
 		case <-t.C:
 		}
-		picked, err := a.pick(ctx)
+		picked, _, err := a.pick(ctx)
 		var refused *policy.RefusedError
 		switch {
 		case ctx.Err() != nil:

@@ -86,8 +86,10 @@ func TestPodKillModesAndSelectors(t *testing.T) {
 	}
 	ns := []string{f.NS}
 	e := env(t, c, runbooks.Policy{})
-	prepare := func(k runbooks.PodKill) []string {
+	// Each draw has a seed of its own, as each run has: the same seed would pick the same pods.
+	prepareSeeded := func(k runbooks.PodKill, seed uint64) []string {
 		t.Helper()
+		e.Seed = seed
 		act, err := kinj.PodKill{}.Prepare(ctx, podKill(k), e)
 		if err != nil {
 			t.Fatalf("Prepare %+v: %v", k, err)
@@ -98,6 +100,12 @@ func TestPodKillModesAndSelectors(t *testing.T) {
 			}
 		}
 		return act.Targets()
+	}
+	draws := uint64(0)
+	prepare := func(k runbooks.PodKill) []string {
+		t.Helper()
+		draws++
+		return prepareSeeded(k, draws)
 	}
 	names := func(ts []string) string {
 		var out []string
@@ -156,6 +164,13 @@ func TestPodKillModesAndSelectors(t *testing.T) {
 		}
 		if len(counts) < 2 {
 			t.Fatalf("40 draws all chose the same count: %v", counts)
+		}
+	})
+	t.Run("the same seed picks the same pods", func(t *testing.T) {
+		k := runbooks.PodKill{PodTarget: web, Mode: "fixed", Value: 3}
+		a, b := names(prepareSeeded(k, 99)), names(prepareSeeded(k, 99))
+		if a != b {
+			t.Fatalf("seed 99 picked %s, then %s", a, b)
 		}
 	})
 	t.Run("random choice varies", func(t *testing.T) {

@@ -540,4 +540,17 @@ func gracePeriod(d *runbooks.Duration) *int64 {
 	return &s
 }
 
-func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
+// newRand seeds the picks from the run (injectors.Env.Seed): the same seed and the same
+// candidates, which podsOf sorts, give the same pods.
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0)) }
+
+// randomText says how a pick of k pods out of n was random, or "" when it took them all.
+func randomText(mode string, k, n int) string {
+	if k >= n && mode != runbooks.ModeRandomMaxPercent {
+		return ""
+	}
+	if mode == "" {
+		mode = runbooks.ModeOne
+	}
+	return fmt.Sprintf("pod pick is random (mode %s: %d of %d candidates)", mode, k, n)
+}

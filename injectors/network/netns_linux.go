@@ -61,7 +61,7 @@ func resolveTarget(cfg *config, name, path string) (Target, error) {
 	}
 	id, err := nsID(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Target{}, policy.Refusef("netns", "network namespace %q does not exist (%s not found; see `ip netns list`)", name, path)
+		return Target{}, policy.Refusef("netns", "network namespace %q does not exist (%s not found; ip netns list shows: %s)", name, path, netnsNames(cfg.netnsDir))
 	}
 	if err != nil {
 		return Target{}, policy.Refusef("netns", "network namespace %q: %v", name, err)
@@ -270,4 +270,21 @@ func networkTargetOf(spec any) (*runbooks.NetworkTarget, bool) {
 		return &s.NetworkTarget, true
 	}
 	return nil, false
+}
+
+// netnsNames lists the named network namespaces, as `ip netns list` would, for an error message.
+func netnsNames(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return "none"
+	}
+	const shown = 10
+	var names []string
+	for _, e := range entries[:min(shown, len(entries))] {
+		names = append(names, e.Name())
+	}
+	if len(entries) > shown {
+		names = append(names, fmt.Sprintf("and %d more", len(entries)-shown))
+	}
+	return strings.Join(names, ", ")
 }

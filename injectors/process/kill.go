@@ -26,6 +26,7 @@ type killAction struct {
 	sig    syscall.Signal
 	picked []proc
 	rng    *rand.Rand
+	random string // how the pick was random (see injectors.RandomPicker)
 }
 
 // Prepare implements injectors.Injector.
@@ -46,15 +47,19 @@ func (Kill) Prepare(_ context.Context, f runbooks.Fault, env injectors.Env) (inj
 	if len(all) == 0 {
 		return nil, policy.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
 	}
-	rng := newRand()
+	rng := newRand(env.Seed)
 	picked, err := choose(all, spec.ProcessTarget, env.Policy, rng)
 	if err != nil {
 		return nil, err
 	}
-	return &killAction{spec: spec, env: env, sig: sig, picked: picked, rng: rng}, nil
+	return &killAction{spec: spec, env: env, sig: sig, picked: picked, rng: rng,
+		random: randomText(spec.ProcessTarget, len(picked), len(all))}, nil
 }
 
 func (a *killAction) Targets() []string { return describe(a.picked) }
+
+// RandomPick implements injectors.RandomPicker.
+func (a *killAction) RandomPick() string { return a.random }
 
 // Record has nothing to undo: a kill is not revertible, but the ledger still says who was hit.
 func (a *killAction) Record() (json.RawMessage, error) {

@@ -23,7 +23,10 @@ type pauseRecord struct {
 	Procs []proc `json:"procs"`
 }
 
-type pauseAction struct{ rec pauseRecord }
+type pauseAction struct {
+	rec    pauseRecord
+	random string // how the pick was random (see injectors.RandomPicker)
+}
 
 // Prepare implements injectors.Injector.
 func (Pause) Prepare(_ context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
@@ -35,14 +38,17 @@ func (Pause) Prepare(_ context.Context, f runbooks.Fault, env injectors.Env) (in
 	if len(all) == 0 {
 		return nil, policy.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
 	}
-	picked, err := choose(all, spec.ProcessTarget, env.Policy, newRand())
+	picked, err := choose(all, spec.ProcessTarget, env.Policy, newRand(env.Seed))
 	if err != nil {
 		return nil, err
 	}
-	return &pauseAction{rec: pauseRecord{Procs: picked}}, nil
+	return &pauseAction{rec: pauseRecord{Procs: picked}, random: randomText(spec.ProcessTarget, len(picked), len(all))}, nil
 }
 
 func (a *pauseAction) Targets() []string { return describe(a.rec.Procs) }
+
+// RandomPick implements injectors.RandomPicker.
+func (a *pauseAction) RandomPick() string { return a.random }
 
 func (a *pauseAction) Record() (json.RawMessage, error) { return json.Marshal(a.rec) }
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -112,6 +113,7 @@ func candidates(t runbooks.ProcessTarget) ([]proc, error) {
 		}
 		out = append(out, p)
 	}
+	slices.SortFunc(out, func(a, b proc) int { return a.PID - b.PID })
 	return out, nil
 }
 
@@ -155,4 +157,18 @@ func describe(ps []proc) []string {
 	return out
 }
 
-func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
+// newRand seeds the picks from the run (injectors.Env.Seed): the same seed and the same
+// candidates, which candidates sorts by pid, give the same processes.
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0)) }
+
+// randomText says how a pick of k processes out of n was random, or "" when it took them all.
+func randomText(t runbooks.ProcessTarget, k, n int) string {
+	if k >= n {
+		return ""
+	}
+	how := fmt.Sprintf("count %d", t.Count)
+	if t.Count == 0 {
+		how = fmt.Sprintf("percent %g", t.Percent)
+	}
+	return fmt.Sprintf("process pick is random (%s: %d of %d candidates)", how, k, n)
+}

@@ -386,6 +386,8 @@ type link struct {
 	carry   []byte        // read by the fast path after the toxics changed: the slow path sends it
 	q       chan chunk    // to the writer; nil until the toxic path is first used
 	written chan struct{} // closed when the writer has finished
+	queued  atomic.Int64  // bytes of data in q, not yet written
+	space   chan struct{} // the writer wrote a chunk (capacity 1: a wake-up, not a count)
 }
 
 type chunkKind uint8
@@ -410,8 +412,10 @@ const (
 	bigBufSize   = 1 << 20
 )
 
-// queueLen bounds the chunks in flight on one stream (at most queueLen×bufSize bytes held).
-const queueLen = 64
+// queueLen bounds the chunks in flight on one stream; linkToxics.maxQueued bounds their bytes.
+// A latency toxic holds what arrives during the whole delay: at 50 ms, 64 chunks (2 MiB) capped
+// a stream at about 40 MB/s, a third of Toxiproxy's rate, which holds 1024 chunks.
+const queueLen = 1024
 
 func (l *link) run() {
 	defer func() {
@@ -564,6 +568,7 @@ func (l *link) slow() bool {
 	if l.q == nil {
 		l.q = make(chan chunk, queueLen)
 		l.written = make(chan struct{})
+		l.space = make(chan struct{}, 1)
 		go l.write()
 	}
 	for {
@@ -583,6 +588,16 @@ func (l *link) slow() bool {
 		limit := bufSize
 		if lt != nil && lt.maxChunk > 0 {
 			limit = lt.maxChunk
+		}
+		if lt != nil && l.queued.Load() >= lt.queueBytes() {
+			// Held back until the writer catches up: the sender feels the toxic's backpressure.
+			select {
+			case <-l.space:
+			case <-changed:
+			case <-l.c.done:
+				return false
+			}
+			continue
 		}
 		if len(l.carry) > 0 {
 			// What the fast path read after the change goes first, in chunks as if read here.
@@ -624,6 +639,7 @@ func (l *link) send(b *[]byte, n int) bool {
 			at = s.at(at, n)
 		}
 	}
+	l.queued.Add(int64(n))
 	return l.enqueue(chunk{kind: chunkData, buf: b, n: n, at: at})
 }
 
@@ -671,14 +687,25 @@ func (l *link) write() {
 		}
 		if !sleepUntil(ch.at, t, l.c.done) {
 			l.c.p.bufs.Put(ch.buf)
+			l.dequeued(ch.n)
 			continue // shut: drain the queue
 		}
 		_, err := l.dst.Write((*ch.buf)[:ch.n])
 		l.c.written(l.dir, ch.n)
 		l.c.p.bufs.Put(ch.buf)
+		l.dequeued(ch.n)
 		if err != nil {
 			l.c.shut(isReset(err))
 		}
+	}
+}
+
+// dequeued counts n bytes out of the queue and wakes a reader held back by queueBytes.
+func (l *link) dequeued(n int) {
+	l.queued.Add(-int64(n))
+	select {
+	case l.space <- struct{}{}:
+	default:
 	}
 }
 

@@ -292,6 +292,17 @@ type linkToxics struct {
 	maxChunk  int           // read at most this much at once (bandwidth smoothing); 0 = buffer size
 }
 
+// queueBytes bounds the data a stream holds for its writer. With a bandwidth limit it is 64
+// chunks, 640 ms at the rate, so that the sender is slowed down close to the rate rather than
+// seconds later; otherwise (latency) it is what the queue holds, 32 MiB, so that a delay does not
+// cap throughput below what the data's arrival rate needs (rate × delay).
+func (lt *linkToxics) queueBytes() int64 {
+	if lt.maxChunk > 0 {
+		return 64 * int64(lt.maxChunk)
+	}
+	return queueLen * bufSize
+}
+
 // view is one connection's share of the proxy's toxic set: which toxics apply to it (toxicity is
 // decided once per connection per set) and what they do to each stream.
 type view struct {

@@ -23,6 +23,14 @@ type Fault struct {
 	// Kubernetes faults (injectors/kubernetes); they need environment.kubernetes.
 	PodKill     *PodKill     `yaml:"podKill,omitempty" json:"podKill,omitempty" kind:"pod-kill"`
 	ShardOutage *ShardOutage `yaml:"shardOutage,omitempty" json:"shardOutage,omitempty" kind:"shard-outage"`
+
+	// Pod network faults, applied inside pods by the faultline agent on each pod's node
+	// (injectors/pod); they need environment.kubernetes.agent.
+	PodPartition      *PodPartition      `yaml:"podPartition,omitempty" json:"podPartition,omitempty" kind:"pod-partition"`
+	PodLatency        *PodLatency        `yaml:"podLatency,omitempty" json:"podLatency,omitempty" kind:"pod-latency"`
+	PodLoss           *PodLoss           `yaml:"podLoss,omitempty" json:"podLoss,omitempty" kind:"pod-loss"`
+	PodBandwidth      *PodBandwidth      `yaml:"podBandwidth,omitempty" json:"podBandwidth,omitempty" kind:"pod-bandwidth"`
+	PodShardIsolation *PodShardIsolation `yaml:"podShardIsolation,omitempty" json:"podShardIsolation,omitempty" kind:"pod-shard-isolation"`
 }
 
 // Kind returns the registry name of the fault's kind, or "" when none is set.

@@ -87,7 +87,11 @@ func (i Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.E
 	if agent == nil {
 		return nil, policy.Refusef("environment.kubernetes.agent", "pod network faults need the agents' TLS files in environment.kubernetes.agent.tls")
 	}
-	return prepare(ctx, i.kind, f.Name, s, *agent, env)
+	a, err := prepare(ctx, i.kind, f.Name, s, *agent, env)
+	if err != nil {
+		return nil, err // not a typed nil: the engine tests the action against nil
+	}
+	return a, nil
 }
 
 // record is the ledger record: enough to revert every agent fault from another process.

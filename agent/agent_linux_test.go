@@ -139,9 +139,11 @@ func TestBadRequestsApplyNothing(t *testing.T) {
 		"no lease":       {mk(func(r *agentapi.FaultRequest) { r.Lease = 0 }), 400},
 		"two targets":    {mk(func(r *agentapi.FaultRequest) { r.Target.Host = true }), 400},
 		"bad peer":       {mk(func(r *agentapi.FaultRequest) { r.Fault.Partition.Peers = []string{"10.0.0.300"} }), 400},
-		"pod on a host":  {mk(func(r *agentapi.FaultRequest) { r.Target = agentapi.Target{Pod: &agentapi.PodRef{Namespace: "a", Name: "b"}} }), 400},
-		"no such netns":  {mk(func(r *agentapi.FaultRequest) { r.Target.Netns = "fl-test-does-not-exist" }), 404},
-		"bad id":         {mk(func(r *agentapi.FaultRequest) { r.ID = "a b" }), 400},
+		"pod on a host": {mk(func(r *agentapi.FaultRequest) {
+			r.Target = agentapi.Target{Pod: &agentapi.PodRef{Namespace: "a", Name: "b"}}
+		}), 400},
+		"no such netns": {mk(func(r *agentapi.FaultRequest) { r.Target.Netns = "fl-test-does-not-exist" }), 404},
+		"bad id":        {mk(func(r *agentapi.FaultRequest) { r.ID = "a b" }), 400},
 	} {
 		_, err := h.client.Apply(ctx, c.req)
 		if apiStatus(err) != c.status {

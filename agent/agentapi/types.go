@@ -33,6 +33,8 @@ const ServerName = "faultline-agent"
 const (
 	StateApplied  = "applied"
 	StateReverted = "reverted"
+	// StateRevertFailed is a fault the agent no longer holds but could not revert yet; it retries.
+	StateRevertFailed = "revert-failed"
 )
 
 // Revert reasons.

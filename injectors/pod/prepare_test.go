@@ -16,9 +16,9 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/pod"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
-	"github.com/faultline-dev/faultline/internal/testenv/agentcerts"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
+	"github.com/faultline-dev/faultline/internal/testenv/pki"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
@@ -45,11 +45,16 @@ func setup(t *testing.T, p runbooks.Policy) (*kubefix.Fixture, injectors.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs := agentcerts.Write(t, t.TempDir())
 	env := injectors.Env{RunID: "test", Policy: p, Kube: kc, Environment: runbooks.Environment{
-		Kubernetes: &runbooks.KubernetesEnvironment{ClusterID: "x", Agent: &runbooks.PodAgent{Namespace: ag.NS,
-			TLS: runbooks.AgentTLS{CAFile: certs.CA, CertFile: certs.RunCert, KeyFile: certs.RunKey}}}}}
+		Kubernetes: &runbooks.KubernetesEnvironment{ClusterID: "x", Agent: &runbooks.PodAgent{Namespace: ag.NS, TLS: runTLS(t)}}}}
 	return f, env
+}
+
+// runTLS makes a CA and the run's client certificate.
+func runTLS(t *testing.T) runbooks.AgentTLS {
+	ca := pki.NewCA(t, "agents")
+	run := ca.Client("run")
+	return runbooks.AgentTLS{CAFile: ca.CertPEM, CertFile: run.Cert, KeyFile: run.Key}
 }
 
 func partition(t runbooks.PodNetworkTarget) runbooks.Fault {
@@ -250,9 +255,7 @@ func TestPrepareResolvesAgentsAndPeers(t *testing.T) {
 // A revert of a record whose agents are unreachable fails with the pod and node named, so the
 // ledger keeps the entry for recover.
 func TestRevertUnreachableAgentFails(t *testing.T) {
-	certs := agentcerts.Write(t, t.TempDir())
-	rec := map[string]any{"kind": "pod-partition", "lease": "10s",
-		"tls":    runbooks.AgentTLS{CAFile: certs.CA, CertFile: certs.RunCert, KeyFile: certs.RunKey},
+	rec := map[string]any{"kind": "pod-partition", "lease": "10s", "tls": runTLS(t),
 		"faults": []map[string]any{{"id": "fl-1", "agent": "https://127.0.0.1:1", "node": "n1", "pod": map[string]string{"namespace": "a", "name": "b"}}}}
 	raw, err := json.Marshal(rec)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,7 +138,8 @@ func (p *podNet) partition() string {
 // mid-fault is no error.
 func TestPodPartitionRealNode(t *testing.T) {
 	p := startPodNet(t)
-	agent := p.startAgent(t)
+	outer := t // the agent outlives each subtest
+	agent := p.startAgent(outer)
 	if !p.reachable(t) {
 		t.Fatal("client cannot reach web before any fault")
 	}
@@ -207,7 +209,7 @@ func TestPodPartitionRealNode(t *testing.T) {
 		if p.reachable(t) {
 			t.Fatal("the fault vanished with the agent process: it must stay until a revert")
 		}
-		agent = p.startAgent(t)
+		agent = p.startAgent(outer)
 		waitFor(t, 30*time.Second, "the restarted agent to revert the expired fault", func() bool { return p.reachable(t) })
 		out := faultline(t, state, "recover", "--kubeconfig", p.c.Kubeconfig)
 		if out.code != 0 {
@@ -215,6 +217,52 @@ func TestPodPartitionRealNode(t *testing.T) {
 		}
 		if open := openEntries(t, state); len(open) != 0 {
 			t.Fatalf("recover left %d entries", len(open))
+		}
+	})
+
+	t.Run("latency measured", func(t *testing.T) {
+		median := func() time.Duration {
+			var ds []time.Duration
+			for range 7 {
+				d, err := p.n.Probe(t.Context(), p.client, "http://"+p.webIP+":8080/", 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ds = append(ds, d)
+			}
+			slices.Sort(ds)
+			return ds[len(ds)/2]
+		}
+		base := median()
+		state := t.TempDir()
+		const delay = 100 * time.Millisecond
+		faults := fmt.Sprintf(`[{podLatency: {namespaces: [%s], labelSelector: app=web, lease: 3s, delay: 100ms, peers: {pods: {namespace: %s, labelSelector: app=client}}}}]`, p.f.NS, p.f.NS)
+		run := startFaultline(t, nil, state, "run", "--kubeconfig", p.c.Kubeconfig, p.runbook(t, "10m", faults))
+		run.waitFor(t, 60*time.Second, "the latency fault to be applied", func() bool {
+			open := openEntries(t, state)
+			return len(open) == 1 && open[0].State == ledger.StateApplied
+		})
+		during := median()
+		added := during - base
+		// netem delays each packet the pod sends (the SYN-ACK and the response: two delays per
+		// request on a new connection); the transparent proxy delays each request's round trip once.
+		tol := time.Millisecond + delay*2/100
+		ok := false
+		for _, k := range []time.Duration{1, 2} {
+			if added >= k*delay-tol && added <= k*delay+tol {
+				ok = true
+				t.Logf("measured: added delay %s for %d x %s (base %s, during %s; tolerance %s)", added.Round(10*time.Microsecond), k, delay, base, during, tol)
+			}
+		}
+		if !ok {
+			t.Errorf("added delay %s (base %s, during %s) is not 1 or 2 x %s within %s", added, base, during, delay, tol)
+		}
+		_ = run.cmd.Process.Signal(os.Interrupt)
+		if out := run.wait(t, time.Minute); out.code == exitRevertIncomplete {
+			t.Fatalf("revert incomplete:\n%s%s", out.stdout, out.stderr)
+		}
+		if open := openEntries(t, state); len(open) != 0 {
+			t.Fatalf("run left %d entries", len(open))
 		}
 	})
 

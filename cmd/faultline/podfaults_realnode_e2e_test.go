@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
+	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
 	"github.com/faultline-dev/faultline/internal/testenv/pki"
@@ -220,51 +221,9 @@ func TestPodPartitionRealNode(t *testing.T) {
 		}
 	})
 
-	t.Run("latency measured", func(t *testing.T) {
-		median := func() time.Duration {
-			var ds []time.Duration
-			for range 7 {
-				d, err := p.n.Probe(t.Context(), p.client, "http://"+p.webIP+":8080/", 5*time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ds = append(ds, d)
-			}
-			slices.Sort(ds)
-			return ds[len(ds)/2]
-		}
-		base := median()
-		state := t.TempDir()
-		const delay = 100 * time.Millisecond
-		faults := fmt.Sprintf(`[{podLatency: {namespaces: [%s], labelSelector: app=web, lease: 3s, delay: 100ms, peers: {pods: {namespace: %s, labelSelector: app=client}}}}]`, p.f.NS, p.f.NS)
-		run := startFaultline(t, nil, state, "run", "--kubeconfig", p.c.Kubeconfig, p.runbook(t, "10m", faults))
-		run.waitFor(t, 60*time.Second, "the latency fault to be applied", func() bool {
-			open := openEntries(t, state)
-			return len(open) == 1 && open[0].State == ledger.StateApplied
-		})
-		during := median()
-		added := during - base
-		// netem delays each packet the pod sends (the SYN-ACK and the response: two delays per
-		// request on a new connection); the transparent proxy delays each request's round trip once.
-		tol := time.Millisecond + delay*2/100
-		ok := false
-		for _, k := range []time.Duration{1, 2} {
-			if added >= k*delay-tol && added <= k*delay+tol {
-				ok = true
-				t.Logf("measured: added delay %s for %d x %s (base %s, during %s; tolerance %s)", added.Round(10*time.Microsecond), k, delay, base, during, tol)
-			}
-		}
-		if !ok {
-			t.Errorf("added delay %s (base %s, during %s) is not 1 or 2 x %s within %s", added, base, during, delay, tol)
-		}
-		_ = run.cmd.Process.Signal(os.Interrupt)
-		if out := run.wait(t, time.Minute); out.code == exitRevertIncomplete {
-			t.Fatalf("revert incomplete:\n%s%s", out.stdout, out.stderr)
-		}
-		if open := openEntries(t, state); len(open) != 0 {
-			t.Fatalf("run left %d entries", len(open))
-		}
-	})
+	for _, mech := range []string{"auto", "netem"} {
+		t.Run("latency measured, mechanism "+mech, func(t *testing.T) { p.latency(t, mech) })
+	}
 
 	t.Run("pod deleted mid-fault", func(t *testing.T) {
 		state := t.TempDir()
@@ -295,4 +254,57 @@ func TestPodPartitionRealNode(t *testing.T) {
 			t.Fatalf("run left %d entries", len(open))
 		}
 	})
+}
+
+// latency measures the delay podLatency adds to a request from the client pod to the web pod: the
+// median of 7 probes during the fault minus the median of 7 before it.
+func (p *podNet) latency(t *testing.T, mechanism string) {
+	if mechanism == "netem" {
+		if ok, err := proxy.ProbeNetem(); err != nil || !ok {
+			t.Skipf("this kernel has no netem qdisc (%v): the agent would refuse mechanism netem; auto uses the transparent proxy here", err)
+		}
+	}
+	median := func() time.Duration {
+		var ds []time.Duration
+		for range 7 {
+			d, err := p.n.Probe(t.Context(), p.client, "http://"+p.webIP+":8080/", 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, d)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	base := median()
+	state := t.TempDir()
+	const delay = 100 * time.Millisecond
+	faults := fmt.Sprintf(`[{podLatency: {namespaces: [%s], labelSelector: app=web, lease: 3s, delay: 100ms, mechanism: %s, peers: {pods: {namespace: %s, labelSelector: app=client}}}}]`, p.f.NS, mechanism, p.f.NS)
+	run := startFaultline(t, nil, state, "run", "--kubeconfig", p.c.Kubeconfig, p.runbook(t, "10m", faults))
+	run.waitFor(t, 60*time.Second, "the latency fault to be applied", func() bool {
+		open := openEntries(t, state)
+		return len(open) == 1 && open[0].State == ledger.StateApplied
+	})
+	during := median()
+	added := during - base
+	// netem delays each packet the pod sends (the SYN-ACK and the response: two delays per
+	// request on a new connection); the transparent proxy delays each request's round trip once.
+	tol := time.Millisecond + delay*2/100
+	ok := false
+	for _, k := range []time.Duration{1, 2} {
+		if added >= k*delay-tol && added <= k*delay+tol {
+			ok = true
+			t.Logf("measured: added delay %s for %d x %s (base %s, during %s; tolerance %s)", added.Round(10*time.Microsecond), k, delay, base, during, tol)
+		}
+	}
+	if !ok {
+		t.Errorf("added delay %s (base %s, during %s) is not 1 or 2 x %s within %s", added, base, during, delay, tol)
+	}
+	_ = run.cmd.Process.Signal(os.Interrupt)
+	if out := run.wait(t, time.Minute); out.code == exitRevertIncomplete {
+		t.Fatalf("revert incomplete:\n%s%s", out.stdout, out.stderr)
+	}
+	if open := openEntries(t, state); len(open) != 0 {
+		t.Fatalf("run left %d entries", len(open))
+	}
 }

@@ -66,7 +66,7 @@ func target(ns, selector string, peers *runbooks.PodPeers) runbooks.PodNetworkTa
 		PodTarget: runbooks.PodTarget{Namespaces: []string{ns}, LabelSelector: selector}, Mode: runbooks.ModeAll}, Peers: peers}
 }
 
-func injector(t *testing.T, kind string) injectors.Injector {
+func injector(t testing.TB, kind string) injectors.Injector {
 	t.Helper()
 	for _, i := range pod.Injectors() {
 		if i.Kind() == kind {

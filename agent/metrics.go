@@ -33,6 +33,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed operations, by operation: resolve, apply, revert, ledger.",
 		}, []string{"op"}),
 	}
+	// Every series exists from the start, at 0, so that rate() and alerts see the first one.
+	for _, r := range []string{"requested", "lease expired", "pod gone", ReasonAgentRestarted, "apply failed"} {
+		m.reverts.WithLabelValues(r)
+	}
+	for _, op := range []string{"resolve", "apply", "revert", "ledger"} {
+		m.errors.WithLabelValues(op)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -60,6 +61,12 @@ func NewClient(baseURL string, tlsConf *tls.Config) *Client {
 		base: strings.TrimRight(baseURL, "/"),
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second},
 	}
+}
+
+// SetDialContext replaces how connections to the agent are made (a namespace's dialer, a
+// tunnel). Call it before the first request.
+func (c *Client) SetDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	c.http.Transport.(*http.Transport).DialContext = dial
 }
 
 // BaseURL is the agent's address as given to NewClient.

@@ -225,6 +225,39 @@ func TestPodPartitionRealNode(t *testing.T) {
 		t.Run("latency measured, mechanism "+mech, func(t *testing.T) { p.latency(t, mech) })
 	}
 
+	// The agent dies mid-window and comes back: the run's failing renewals (or, if the lease ran out
+	// meanwhile, the agent's revert) are events of the fault in the result, never silent, and the
+	// experiment goes on.
+	t.Run("agent SIGKILLed mid-window", func(t *testing.T) {
+		state := t.TempDir()
+		result := filepath.Join(t.TempDir(), "result.json")
+		run := startFaultline(t, nil, state, "run", "--kubeconfig", p.c.Kubeconfig, "--result-file", result, p.runbook(t, "8s", p.partition()))
+		blocked(run, state)
+		_ = agent.cmd.Process.Kill()
+		<-agent.done
+		killed := time.Now()
+		// The agent's downtime is the fault here: it lasts one and a half renewal intervals (lease/3
+		// = 1s), so at least one renewal meets it.
+		run.waitFor(t, 10*time.Second, "1.5 renewal intervals with the agent down", func() bool {
+			return time.Since(killed) > 1500*time.Millisecond
+		})
+		agent = p.startAgent(outer)
+		out := run.wait(t, 2*time.Minute)
+		if out.code != 0 {
+			t.Fatalf("run: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+		}
+		b, err := os.ReadFile(result)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "lease renewal for pod "+p.f.NS+"/") && !strings.Contains(string(b), "the agent reverted the fault on pod") {
+			t.Errorf("the result shows neither the failing renewals nor the agent's revert:\n%s", b)
+		}
+		if !p.reachable(t) {
+			t.Fatal("client still cut off after the run")
+		}
+	})
+
 	t.Run("pod deleted mid-fault", func(t *testing.T) {
 		state := t.TempDir()
 		result := filepath.Join(t.TempDir(), "result.json")

@@ -68,8 +68,9 @@ func TestDocsYAMLExamplesAreValid(t *testing.T) {
 
 const docHeader = "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: docs}\n"
 
-// The environment pins a cluster because fragments with Kubernetes faults need one.
-const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000}}\n"
+// The environment pins a cluster and names the agents because fragments with Kubernetes and pod
+// network faults need them.
+const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000, agent: {tls: {caFile: ca.pem, certFile: run.pem, keyFile: run-key.pem}}}}\n"
 const docExperiment = "experiments:\n  - name: x\n    duration: 10s\n    faults: [{processPause: {pidFile: /run/app.pid}}]\n"
 
 func validateDocBlock(t *testing.T, name, text string) error {

@@ -27,6 +27,14 @@ type Fault struct {
 	PodKill     *PodKill     `yaml:"podKill,omitempty" json:"podKill,omitempty" kind:"pod-kill"`
 	ShardOutage *ShardOutage `yaml:"shardOutage,omitempty" json:"shardOutage,omitempty" kind:"shard-outage"`
 
+	// Pod network faults, applied inside pods by the faultline agent on each pod's node
+	// (injectors/pod); they need environment.kubernetes.agent.
+	PodPartition      *PodPartition      `yaml:"podPartition,omitempty" json:"podPartition,omitempty" kind:"pod-partition"`
+	PodLatency        *PodLatency        `yaml:"podLatency,omitempty" json:"podLatency,omitempty" kind:"pod-latency"`
+	PodLoss           *PodLoss           `yaml:"podLoss,omitempty" json:"podLoss,omitempty" kind:"pod-loss"`
+	PodBandwidth      *PodBandwidth      `yaml:"podBandwidth,omitempty" json:"podBandwidth,omitempty" kind:"pod-bandwidth"`
+	PodShardIsolation *PodShardIsolation `yaml:"podShardIsolation,omitempty" json:"podShardIsolation,omitempty" kind:"pod-shard-isolation"`
+
 	// at is where the loader found the fault, for errors met after loading (a network namespace
 	// that does not exist); not part of the runbook's content.
 	at *Source

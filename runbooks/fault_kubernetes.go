@@ -16,8 +16,9 @@ import (
 // touched, faultline compares it with the live cluster (see `faultline cluster-id`) and refuses
 // the run on any mismatch.
 type KubernetesEnvironment struct {
-	ClusterID string `yaml:"clusterID,omitempty" json:"clusterID,omitempty" doc:"UID of the cluster's kube-system namespace, as printed by 'faultline cluster-id'. Created once with the cluster, it tells a golden copy from production even behind the same address."`
-	Server    string `yaml:"server,omitempty" json:"server,omitempty" doc:"API server URL the client must be talking to, e.g. https://staging-api.example.com:6443, as printed by 'faultline cluster-id'."`
+	ClusterID string    `yaml:"clusterID,omitempty" json:"clusterID,omitempty" doc:"UID of the cluster's kube-system namespace, as printed by 'faultline cluster-id'. Created once with the cluster, it tells a golden copy from production even behind the same address."`
+	Server    string    `yaml:"server,omitempty" json:"server,omitempty" doc:"API server URL the client must be talking to, e.g. https://staging-api.example.com:6443, as printed by 'faultline cluster-id'."`
+	Agent     *PodAgent `yaml:"agent,omitempty" json:"agent,omitempty" doc:"The faultline agents that apply pod network faults (podPartition, podLatency, ...) inside pods; required with those faults."`
 }
 
 // OptInLabel is the label (value "enabled") with which a workload, a pod or a namespace accepts
@@ -106,6 +107,7 @@ func (r *Runbook) validateKubernetes(v *Validator) {
 				v.Errorf("environment.kubernetes.server", "%q is not an API server URL such as https://10.0.0.1:6443", k.Server)
 			}
 		}
+		r.validatePodAgents(v)
 	} else if r.UsesKubernetes() {
 		v.Errorf("environment", "this runbook has Kubernetes faults but no environment.kubernetes: pin the cluster with clusterID and/or server (see 'faultline cluster-id'); faultline refuses to guess which cluster is the golden copy")
 	}
@@ -169,21 +171,26 @@ func validateGrace(v *Validator, path string, d *Duration) {
 func (k *PodKill) validate(v *Validator, path string) {
 	k.PodTarget.validate(v, path)
 	validateGrace(v, path+".gracePeriod", k.GracePeriod)
-	switch k.Mode {
+	validatePodMode(v, path, k.Mode, k.Value)
+}
+
+// validatePodMode checks how many of the selected pods a mode takes (podKill, pod network faults).
+func validatePodMode(v *Validator, path, mode string, value float64) {
+	switch mode {
 	case "", ModeOne, ModeAll:
-		if k.Value != 0 {
-			v.Errorf(path+".value", "mode %s takes no value", orDefault(k.Mode, ModeOne))
+		if value != 0 {
+			v.Errorf(path+".value", "mode %s takes no value", orDefault(mode, ModeOne))
 		}
 	case ModeFixed:
-		if k.Value < 1 || k.Value != math.Trunc(k.Value) {
-			v.Errorf(path+".value", "mode fixed needs a whole number of pods of at least 1, got %g", k.Value)
+		if value < 1 || value != math.Trunc(value) {
+			v.Errorf(path+".value", "mode fixed needs a whole number of pods of at least 1, got %g", value)
 		}
 	case ModeFixedPercent, ModeRandomMaxPercent:
-		if k.Value <= 0 || k.Value > 100 {
-			v.Errorf(path+".value", "mode %s needs a percentage above 0 and at most 100, got %g", k.Mode, k.Value)
+		if value <= 0 || value > 100 {
+			v.Errorf(path+".value", "mode %s needs a percentage above 0 and at most 100, got %g", mode, value)
 		}
 	default:
-		v.Errorf(path+".mode", "must be one, fixed, fixed-percent, random-max-percent or all, got %q", k.Mode)
+		v.Errorf(path+".mode", "must be one, fixed, fixed-percent, random-max-percent or all, got %q", mode)
 	}
 }
 

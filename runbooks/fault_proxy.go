@@ -142,6 +142,11 @@ type ToxicSlowClose struct {
 
 func (l *Latency) validate(v *Validator, path string) {
 	l.NetworkTarget.validate(v, path)
+	l.validateParams(v, path)
+}
+
+// validateParams checks the delay and the mechanism (shared with podLatency).
+func (l *Latency) validateParams(v *Validator, path string) {
 	validateDelay(v, path, l.Delay, l.Jitter, l.Distribution, l.Correlation)
 	switch l.Mechanism {
 	case "", "auto", "netem":

@@ -142,6 +142,7 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.completionCommand(),
 			m.demoSampleCommand(),
 			m.demoSystemCommand(),
+			m.agentCommand(),
 		},
 	}
 }

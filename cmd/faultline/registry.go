@@ -6,6 +6,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/injectors/network"
+	"github.com/faultline-dev/faultline/injectors/pod"
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
@@ -25,6 +26,7 @@ func registry() (*injectors.Registry, error) {
 	all = append(all, network.Injectors()...)
 	all = append(all, proxy.Injectors()...)
 	all = append(all, proxyserver.Injectors()...)
+	all = append(all, pod.Injectors()...)
 	return injectors.NewRegistry(all...)
 }
 

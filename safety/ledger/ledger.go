@@ -44,6 +44,9 @@ type Entry struct {
 	AppliedAt  *time.Time      `json:"appliedAt,omitempty"`
 	RevertedAt *time.Time      `json:"revertedAt,omitempty"`
 	LastError  string          `json:"lastError,omitempty"`
+	// Meta is what the writer keeps beside the injector's record (the node agent: the fault's
+	// lease and target). Recover ignores it.
+	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
 // Open reports whether the entry may still be in effect.

@@ -1,5 +1,6 @@
-// Package history keeps the daemon's finished runs — a summary for lists and the full result
-// document — in a bbolt file, with retention by count and by age.
+// Package history keeps the daemon's runs — a summary for lists and the full result document —
+// with retention by count and by age. Store keeps them in a bbolt file of one replica; package
+// pgstore keeps them in a PostgreSQL database that every replica shares. Both are a Backend.
 //
 // Unlike the CLI's fault ledger, which opens and closes its file on every operation so that
 // several processes can share it, a Store keeps its file open for the life of the daemon: one
@@ -73,8 +74,33 @@ type Filter struct {
 	Verdict  experiments.Verdict
 	// Since keeps runs that started at or after Since.
 	Since time.Time
+	// Unfinished keeps only runs stored when they started and not since (no EndedAt): running
+	// somewhere, or left behind by a replica that died.
+	Unfinished bool
+	// Offset skips that many selected runs (newest first), for paging.
+	Offset int
 	// Limit caps the number of runs returned (newest first); 0 means no cap.
 	Limit int
+}
+
+// Backend is a history store. Put replaces an earlier record of the same run ID; Compact applies
+// retention and returns the number of runs dropped.
+type Backend interface {
+	Put(ctx context.Context, sum Summary, res *experiments.Result) error
+	Get(ctx context.Context, runID string) (*Record, error)
+	List(ctx context.Context, f Filter) ([]Summary, error)
+	Compact(ctx context.Context) (int, error)
+	Close() error
+}
+
+var _ Backend = (*Store)(nil)
+
+// matches applies the fields of f that are not about order or paging.
+func (f Filter) matches(s Summary) bool {
+	return (f.Schedule == "" || s.Schedule == f.Schedule) &&
+		(f.Runbook == "" || s.Runbook == f.Runbook) &&
+		(f.Verdict == "" || s.Verdict == f.Verdict) &&
+		(!f.Unfinished || s.EndedAt == nil)
 }
 
 // ErrNotFound is returned by Get for a run the store does not hold (never stored, or dropped by
@@ -323,7 +349,11 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list history: %w", err)
 	}
+	if f.Offset < 0 || f.Limit < 0 {
+		return nil, errors.New("list history: offset and limit must not be negative")
+	}
 	out := []Summary{}
+	skip := f.Offset
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSummaries).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
@@ -334,9 +364,11 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 			if err := json.Unmarshal(v, &sum); err != nil {
 				return fmt.Errorf("decode summary of %s: %w", k[8:], err)
 			}
-			if (f.Schedule != "" && sum.Schedule != f.Schedule) ||
-				(f.Runbook != "" && sum.Runbook != f.Runbook) ||
-				(f.Verdict != "" && sum.Verdict != f.Verdict) {
+			if !f.matches(sum) {
+				continue
+			}
+			if skip > 0 {
+				skip--
 				continue
 			}
 			out = append(out, sum)

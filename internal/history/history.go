@@ -386,3 +386,5 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 	}
 	return out, nil
 }
+
+var _ daemon.UnfinishedLister = (*Store)(nil)

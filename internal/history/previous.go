@@ -45,3 +45,8 @@ func ScheduledStarts(ctx context.Context, b Backend, schedule string, since time
 	slices.SortFunc(out, time.Time.Compare)
 	return out, nil
 }
+
+// Unfinished lists the runs stored at their start and not finished since (daemon.UnfinishedLister).
+func (s *Store) Unfinished(ctx context.Context) ([]Summary, error) {
+	return s.List(ctx, Filter{Unfinished: true})
+}

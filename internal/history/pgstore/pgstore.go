@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/faultline-dev/faultline/experiments"
+	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/internal/history"
 )
 
@@ -243,3 +244,9 @@ func (s *Store) List(ctx context.Context, f history.Filter) ([]history.Summary, 
 	}
 	return out, nil
 }
+
+var (
+	_ daemon.UnfinishedLister = (*Store)(nil)
+	_ daemon.PreviousResults  = (*Store)(nil)
+	_ daemon.Results          = (*Store)(nil)
+)

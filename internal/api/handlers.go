@@ -194,9 +194,7 @@ func (s *Server) getRun(r *http.Request, _ principal) reply {
 	if err == nil && rec.Summary.EndedAt != nil {
 		return ok(http.StatusOK, RunResponse{State: RunFinished, Summary: rec.Summary, Result: rec.Result})
 	}
-	if err != nil && !errors.Is(err, history.ErrNotFound) {
-		return fail(err)
-	}
+	// History unreachable (a database that went away): what this replica holds still answers.
 	for _, a := range s.control.Active() {
 		if a.RunID == id {
 			return ok(http.StatusOK, RunResponse{State: RunRunning, Summary: a})
@@ -210,6 +208,9 @@ func (s *Server) getRun(r *http.Request, _ principal) reply {
 	}
 	if err == nil {
 		return ok(http.StatusOK, RunResponse{State: RunRunning, Summary: rec.Summary})
+	}
+	if !errors.Is(err, history.ErrNotFound) {
+		return fail(err)
 	}
 	return failCode(http.StatusNotFound, fmt.Errorf("run %q is neither running nor in history", id))
 }

@@ -220,7 +220,7 @@ func (d *Daemon) flushUnstored(ctx context.Context) {
 		err := d.o.Results.Put(ctx, u.RunSummary, u.Result)
 		if err == nil {
 			d.dropUnstored(u.RunID)
-			d.log.Info("run record written to history after it was refused", "run", u.RunID, "failed_attempts", u.Attempts)
+			d.log.Warn("run record written to history after it was refused", "run", u.RunID, "failed_attempts", u.Attempts)
 		} else {
 			d.o.Metrics.HistoryWriteFailed()
 			d.log.Warn("history still refuses a kept run record", "run", u.RunID, "attempts", u.Attempts+1, "err", err)

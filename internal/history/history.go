@@ -388,3 +388,60 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 }
 
 var _ daemon.UnfinishedLister = (*Store)(nil)
+
+// PutBatch stores many runs in one commit (a bulk load, or moving a history between stores),
+// then applies retention once. Each record is checked as Put checks it.
+func (s *Store) PutBatch(ctx context.Context, recs []Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store %d runs in history: %w", len(recs), err)
+	}
+	type enc struct{ key, id, sv, rv []byte }
+	encs := make([]enc, 0, len(recs))
+	for _, r := range recs {
+		if r.Summary.RunID == "" || (r.Result != nil && r.Result.RunID != r.Summary.RunID) {
+			return fmt.Errorf("store runs in history: record %q: empty run ID or a result of another run", r.Summary.RunID)
+		}
+		sv, err := json.Marshal(r.Summary)
+		if err != nil {
+			return fmt.Errorf("store run %s in history: encode summary: %w", r.Summary.RunID, err)
+		}
+		var rv []byte
+		if r.Result != nil {
+			if rv, err = json.Marshal(r.Result); err != nil {
+				return fmt.Errorf("store run %s in history: encode result: %w", r.Summary.RunID, err)
+			}
+		}
+		encs = append(encs, enc{orderKey(r.Summary.StartedAt, r.Summary.RunID), []byte(r.Summary.RunID), sv, rv})
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		sums, results, ids := tx.Bucket(bucketSummaries), tx.Bucket(bucketResults), tx.Bucket(bucketIDs)
+		for _, e := range encs {
+			if old := ids.Get(e.id); old != nil {
+				if err := sums.Delete(old); err != nil {
+					return err
+				}
+			}
+			if err := sums.Put(e.key, e.sv); err != nil {
+				return err
+			}
+			if err := ids.Put(e.id, e.key); err != nil {
+				return err
+			}
+			var err error
+			if e.rv == nil {
+				err = results.Delete(e.id)
+			} else {
+				err = results.Put(e.id, e.rv)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		_, err := s.retain(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store %d runs in history %s: %w", len(recs), s.path, err)
+	}
+	return nil
+}

@@ -67,6 +67,42 @@ func Run(t *testing.T, o Opener) {
 	t.Run("PreviousAndStarts", func(t *testing.T) { previousAndStarts(t, open(t, o, history.Options{})) })
 	t.Run("ConcurrentPuts", func(t *testing.T) { concurrentPuts(t, open(t, o, history.Options{})) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, open(t, o, history.Options{})) })
+	t.Run("PutBatch", func(t *testing.T) { putBatch(t, open(t, o, history.Options{Retention: history.Retention{MaxRuns: 3}})) })
+}
+
+// Batcher is implemented by backends that load many records in one transaction.
+type Batcher interface {
+	PutBatch(ctx context.Context, recs []history.Record) error
+}
+
+func putBatch(t *testing.T, b history.Backend) {
+	bb, ok := b.(Batcher)
+	if !ok {
+		t.Skip("the backend has no PutBatch")
+	}
+	ctx := context.Background()
+	var recs []history.Record
+	for i := range 5 {
+		res := Result(fmt.Sprintf("b%d", i), "rb", experiments.Passed, t0.Add(time.Duration(i)*time.Minute))
+		recs = append(recs, history.Record{Summary: history.SummaryOf(res, "s", "schedule"), Result: res})
+	}
+	if err := bb.PutBatch(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.List(ctx, history.Filter{})
+	if err != nil || ids(got) != "b4,b3,b2" {
+		t.Errorf("after a batch of 5 with MaxRuns 3: %q, %v", ids(got), err)
+	}
+	if rec, err := b.Get(ctx, "b3"); err != nil || rec.Result == nil || rec.Result.Reason != "because b3" {
+		t.Errorf("Get(b3) = %+v, %v", rec, err)
+	}
+	bad := []history.Record{recs[0], {Summary: history.Summary{RunID: ""}}}
+	if err := bb.PutBatch(ctx, bad); err == nil {
+		t.Error("a batch with an empty run ID: no error")
+	}
+	if got, _ := b.List(ctx, history.Filter{}); ids(got) != "b4,b3,b2" {
+		t.Errorf("a refused batch changed the history: %q", ids(got))
+	}
 }
 
 func roundTrip(t *testing.T, b history.Backend) {

@@ -100,14 +100,7 @@ func (s *Store) Put(ctx context.Context, sum history.Summary, res *experiments.R
 		}
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO faultline_runs
-	(run_id, schedule, runbook, trigger, verdict, started_ns, finished, summary, result)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-	ON CONFLICT (run_id) DO UPDATE SET schedule = EXCLUDED.schedule, runbook = EXCLUDED.runbook,
-		trigger = EXCLUDED.trigger, verdict = EXCLUDED.verdict, started_ns = EXCLUDED.started_ns,
-		finished = EXCLUDED.finished, summary = EXCLUDED.summary, result = EXCLUDED.result`,
-			sum.RunID, sum.Schedule, sum.Runbook, sum.Trigger, string(sum.Verdict), sum.StartedAt.UnixNano(),
-			sum.EndedAt != nil, string(sv), nullJSON(rv))
+		_, err := tx.Exec(ctx, upsert, upsertArgs(sum, sv, rv)...)
 		if err != nil {
 			return err
 		}
@@ -116,6 +109,51 @@ func (s *Store) Put(ctx context.Context, sum history.Summary, res *experiments.R
 	})
 	if err != nil {
 		return fmt.Errorf("store run %s in history database: %w", sum.RunID, err)
+	}
+	return nil
+}
+
+const upsert = `INSERT INTO faultline_runs
+	(run_id, schedule, runbook, trigger, verdict, started_ns, finished, summary, result)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	ON CONFLICT (run_id) DO UPDATE SET schedule = EXCLUDED.schedule, runbook = EXCLUDED.runbook,
+		trigger = EXCLUDED.trigger, verdict = EXCLUDED.verdict, started_ns = EXCLUDED.started_ns,
+		finished = EXCLUDED.finished, summary = EXCLUDED.summary, result = EXCLUDED.result`
+
+func upsertArgs(sum history.Summary, sv, rv []byte) []any {
+	return []any{sum.RunID, sum.Schedule, sum.Runbook, sum.Trigger, string(sum.Verdict), sum.StartedAt.UnixNano(),
+		sum.EndedAt != nil, string(sv), nullJSON(rv)}
+}
+
+// PutBatch stores many runs in one transaction (a bulk load, or moving a history between
+// stores), then applies retention once.
+func (s *Store) PutBatch(ctx context.Context, recs []history.Record) error {
+	batch := &pgx.Batch{}
+	for _, r := range recs {
+		if r.Summary.RunID == "" || (r.Result != nil && r.Result.RunID != r.Summary.RunID) {
+			return fmt.Errorf("store runs in history: record %q: empty run ID or a result of another run", r.Summary.RunID)
+		}
+		sv, err := json.Marshal(r.Summary)
+		if err != nil {
+			return fmt.Errorf("store run %s in history: encode summary: %w", r.Summary.RunID, err)
+		}
+		var rv []byte
+		if r.Result != nil {
+			if rv, err = json.Marshal(r.Result); err != nil {
+				return fmt.Errorf("store run %s in history: encode result: %w", r.Summary.RunID, err)
+			}
+		}
+		batch.Queue(upsert, upsertArgs(r.Summary, sv, rv)...)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		_, err := s.retain(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store %d runs in history database: %w", len(recs), err)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	dbCount int
+	durable bool
 }
 
 func binDir() (string, error) {
@@ -67,8 +68,15 @@ func verOf(binDir string) int {
 	return n
 }
 
+// Option configures Start.
+type Option func(*Server)
+
+// Durable keeps fsync on (it is off by default: most tests throw the cluster away), for
+// benchmarks whose figures must include what a production server pays per commit.
+func Durable() Option { return func(s *Server) { s.durable = true } }
+
 // Start runs initdb and starts the server; t.Cleanup stops it and removes its files.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	bin, err := binDir()
 	if err != nil {
@@ -78,6 +86,9 @@ func Start(t testing.TB) *Server {
 		t.Skip(err)
 	}
 	s := &Server{t: t, bin: bin}
+	for _, o := range opts {
+		o(s)
+	}
 	// A directory of its own rather than t.TempDir: the server's user must be able to reach it.
 	s.Dir, err = os.MkdirTemp("", "faultline-pg-")
 	if err != nil {
@@ -139,9 +150,13 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logf.Close()
-	// fsync off: the tests stop the server cleanly or throw the cluster away.
+	// fsync off unless Durable: the tests stop the server cleanly or throw the cluster away.
+	fsync := "off"
+	if s.durable {
+		fsync = "on"
+	}
 	cmd := s.command(filepath.Join(s.bin, "postgres"), "-D", s.data(), "-p", port, "-k", "",
-		"-c", "listen_addresses="+host, "-c", "fsync=off", "-c", "max_connections=200")
+		"-c", "listen_addresses="+host, "-c", "fsync="+fsync, "-c", "max_connections=200")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)

@@ -14,7 +14,7 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/pg"
 )
 
-func openStore(t *testing.T, dsn string, opts history.Options) *pgstore.Store {
+func openStore(t testing.TB, dsn string, opts history.Options) *pgstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

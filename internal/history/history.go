@@ -9,6 +9,7 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -81,6 +82,29 @@ type Filter struct {
 	Offset int
 	// Limit caps the number of runs returned (newest first); 0 means no cap.
 	Limit int
+}
+
+// needles are byte strings every stored summary f selects contains (its encoded "schedule",
+// "runbook" and "verdict" fields): a cheap test that spares decoding the others. A summary that
+// contains them may still not match (the text may be in its reason); matches decides.
+func (f Filter) needles() [][]byte {
+	var out [][]byte
+	for _, kv := range []struct{ k, v string }{{"schedule", f.Schedule}, {"runbook", f.Runbook}, {"verdict", string(f.Verdict)}} {
+		if kv.v != "" {
+			v, _ := json.Marshal(kv.v)
+			out = append(out, append([]byte(`"`+kv.k+`":`), v...))
+		}
+	}
+	return out
+}
+
+func containsAll(b []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(b, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // Backend is a history store. Put replaces an earlier record of the same run ID; Compact applies
@@ -354,11 +378,15 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 	}
 	out := []Summary{}
 	skip := f.Offset
+	need := f.needles()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSummaries).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if !f.Since.IsZero() && keyTime(k).Before(f.Since) {
 				break // everything further back started earlier still
+			}
+			if !containsAll(v, need) {
+				continue // cannot match: not worth decoding
 			}
 			var sum Summary
 			if err := json.Unmarshal(v, &sum); err != nil {

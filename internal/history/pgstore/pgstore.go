@@ -165,11 +165,6 @@ func nullJSON(b []byte) any {
 	return string(b)
 }
 
-// Save implements daemon.Results: it is Put.
-func (s *Store) Save(ctx context.Context, sum history.Summary, res *experiments.Result) error {
-	return s.Put(ctx, sum, res)
-}
-
 // retain deletes what retention does not keep: runs started before now-MaxAge, and all but the
 // newest MaxRuns.
 func (s *Store) retain(ctx context.Context, tx pgx.Tx) (int, error) {

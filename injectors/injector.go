@@ -65,6 +65,14 @@ type Sustainer interface {
 	Sustain(ctx context.Context, rec Recorder, report func(Event)) error
 }
 
+// RevertReporter is implemented by injectors whose revert has something to tell the result (the
+// transparent latency proxy: how many relayed connections the revert closed). The engine calls
+// RevertReport instead of Revert; it reverts exactly as Revert does, and its events go to the
+// fault's result.
+type RevertReporter interface {
+	RevertReport(ctx context.Context, record json.RawMessage, env Env) ([]Event, error)
+}
+
 // Describer is implemented by actions that can say, in words a human reads, what they put in place
 // (iptables rules, qdiscs, the latency mechanism chosen). It is called after Apply.
 type Describer interface {
@@ -126,25 +134,6 @@ func (r *Registry) Kinds() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// RefusedError is a refusal before anything was touched: a target outside policy, a namespace
-// that does not exist, a missing capability. The command maps it to exit code 4.
-type RefusedError struct {
-	Rule string // the rule that refused, e.g. "policy.maxTargets", "capability CAP_NET_ADMIN"
-	Msg  string
-}
-
-func (e *RefusedError) Error() string {
-	if e.Rule == "" {
-		return e.Msg
-	}
-	return fmt.Sprintf("refused by %s: %s", e.Rule, e.Msg)
-}
-
-// Refusef builds a *RefusedError.
-func Refusef(rule, format string, args ...any) error {
-	return &RefusedError{Rule: rule, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Sweeper is implemented by injectors whose faults leave named artifacts on the system (iptables

@@ -18,7 +18,7 @@ import (
 	"github.com/faultline-dev/faultline/internal/history"
 	"github.com/faultline-dev/faultline/internal/history/pgstore"
 	"github.com/faultline-dev/faultline/internal/testenv/pg"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // pgHistory is the config of a PostgreSQL history whose DSN writeDSN puts next to the config.
@@ -90,7 +90,7 @@ func TestDaemonSharedHistoryFailover(t *testing.T) {
 	if leader == standby {
 		standby = "replica-b"
 	}
-	open, err := safety.OpenEntries(context.Background(), &safety.KubeLedger{Client: c.Client, Namespace: ns})
+	open, err := ledger.OpenEntries(context.Background(), &ledger.KubeLedger{Client: c.Client, Namespace: ns})
 	if err != nil || len(open) != 1 || open[0].Owner.ID != leader {
 		t.Fatalf("ledger before the kill: %+v, %v", open, err)
 	}

@@ -1,0 +1,34 @@
+// Package policy owns the refusals made before anything is touched: the host and golden-copy
+// guards, the Kubernetes namespace, opt-in and blast-radius rules, and RefusedError, the one error
+// type every injector returns for a refusal (exit code 4). Injectors depend on this package and
+// on nothing else of safety.
+package policy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/faultline-dev/faultline/runbooks"
+)
+
+// HostAllowed refuses a runbook whose environment names hosts when this machine is not one of
+// them: a runbook written for the golden-copy box must not run on a laptop that shares its config.
+func HostAllowed(_ context.Context, rb *runbooks.Runbook) error {
+	hosts := rb.Environment.Hosts
+	if len(hosts) == 0 {
+		return nil
+	}
+	name, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("read host name: %w", err)
+	}
+	for _, h := range hosts {
+		if ok, _ := filepath.Match(h, name); ok {
+			return nil
+		}
+	}
+	return Refusef("environment.hosts", "this host %q is not one of the environment's hosts (%s)", name, strings.Join(hosts, ", "))
+}

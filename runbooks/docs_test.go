@@ -144,6 +144,16 @@ func validateDaemonConfig(t *testing.T, text string) error {
 			t.Fatal(err)
 		}
 	}
+	// And the files it reads secrets from (history.postgres.dsnFile).
+	for _, m := range regexp.MustCompile(`dsnFile:\s*(\S+)`).FindAllStringSubmatch(text, -1) {
+		p := filepath.Join(dir, m[1])
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("postgres://faultline@127.0.0.1/faultline\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := filepath.Join(dir, "faultline.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

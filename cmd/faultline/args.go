@@ -134,7 +134,9 @@ func unknownCommand(app *cli.App, args []string) error {
 			}
 			continue
 		}
-		if cmd != nil && len(cmd.Subcommands) == 0 {
+		// A command with an action of its own takes arguments beside its subcommands
+		// (history RUN_ID, history migrate).
+		if cmd != nil && (len(cmd.Subcommands) == 0 || cmd.Action != nil) {
 			return nil
 		}
 		if a == "help" || a == "h" {

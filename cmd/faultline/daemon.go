@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/internal/api"
 	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/internal/history"
+	"github.com/faultline-dev/faultline/internal/history/pgstore"
 	"github.com/faultline-dev/faultline/internal/metrics"
 	"github.com/faultline-dev/faultline/safety/ledger"
 )
@@ -115,15 +115,16 @@ func (m *Main) daemon(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	hist, err := history.Open(ctx, filepath.Join(stateDir, "history.db"), history.Options{
-		Retention: history.Retention{MaxRuns: lc.History.MaxRuns, MaxAge: lc.History.MaxAge.D()}})
+	hist, err := openHistory(ctx, lc, stateDir, log)
 	if err != nil {
 		return exitWith(exitAborted, err)
 	}
 	defer hist.Close()
 	opts.Results = hist
 	opts.PauseFile = filepath.Join(stateDir, "paused.json")
-	if opts.PriorStarts == nil {
+	opts.PendingFile = filepath.Join(stateDir, "history-pending.json")
+	if opts.PriorStarts == nil || lc.History.Postgres != nil {
+		// A shared history has every replica's starts, including a run whose replica died.
 		opts.PriorStarts = historyStarts(hist)
 	}
 
@@ -164,7 +165,7 @@ func (m *Main) daemon(c *cli.Context) error {
 
 // daemonHousekeeping reloads the API tokens on SIGHUP (they are also reloaded when the file
 // changes) and applies history retention by age hourly, so that it holds when no run finishes.
-func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist *history.Store, log *slog.Logger) {
+func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist history.Backend, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -190,21 +191,26 @@ func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist *hi
 	}
 }
 
-// historyStarts reads a single daemon's earlier scheduled starts from its history, so that the
-// per-day cap survives a restart.
-func historyStarts(hist *history.Store) func(ctx context.Context, sched string, since time.Time) ([]time.Time, error) {
+// historyStarts reads the earlier scheduled starts from history, so that the per-day cap
+// survives a restart (and, with a shared history, a failover).
+func historyStarts(hist history.Backend) func(ctx context.Context, sched string, since time.Time) ([]time.Time, error) {
 	return func(ctx context.Context, sched string, since time.Time) ([]time.Time, error) {
-		runs, err := hist.List(ctx, history.Filter{Schedule: sched, Since: since})
+		return history.ScheduledStarts(ctx, hist, sched, since)
+	}
+}
+
+// openHistory opens the history store the config names: PostgreSQL (shared by the replicas,
+// migrated at start) or the bbolt file in the state directory.
+func openHistory(ctx context.Context, lc *daemon.LoadedConfig, stateDir string, log *slog.Logger) (history.Backend, error) {
+	opts := history.Options{Retention: history.Retention{MaxRuns: lc.History.MaxRuns, MaxAge: lc.History.MaxAge.D()}}
+	if pg := lc.History.Postgres; pg != nil {
+		dsn, err := pg.ReadDSN()
 		if err != nil {
 			return nil, err
 		}
-		var out []time.Time
-		for _, r := range runs {
-			if r.Trigger == "schedule" {
-				out = append(out, r.StartedAt)
-			}
-		}
-		slices.SortFunc(out, time.Time.Compare)
-		return out, nil
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return pgstore.Open(octx, dsn, opts, log)
 	}
+	return history.Open(ctx, filepath.Join(stateDir, "history.db"), opts)
 }

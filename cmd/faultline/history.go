@@ -36,6 +36,7 @@ Exit codes: 0 answered, 4 refused (bad filter, unknown run, no or wrong token),
 			&cli.StringFlag{Name: "report-file", Usage: "with --report: write the report to this file"},
 			outputFlag("text (a table, or the result for people) or json"),
 		),
+		Subcommands: []*cli.Command{m.historyMigrateCommand()},
 		Action: func(c *cli.Context) error {
 			output, err := checkOutput(c)
 			if err != nil {

@@ -144,13 +144,13 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// printUnstored says which finished runs history could not store: their results exist only in
-// the daemon's memory and are lost when it stops.
+// printUnstored says which run records history refused: the daemon keeps them (in its state
+// directory) and writes them when history takes writes again.
 func printUnstored(w io.Writer, runs []daemon.UnstoredRun) {
 	if len(runs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nRESULTS NOT STORED IN HISTORY (%d): kept in the daemon's memory only, lost when it stops\n", len(runs))
+	fmt.Fprintf(w, "\nRUNS NOT YET WRITTEN TO HISTORY (%d): kept by the daemon and retried\n", len(runs))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN ID\tVERDICT\tRUNBOOK\tSTORE ERROR")
 	for _, r := range runs {

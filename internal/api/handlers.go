@@ -140,8 +140,14 @@ func runsFilter(q url.Values, now time.Time) (history.Filter, error) {
 				return f, fmt.Errorf("limit %q: want 1 to %d", val, maxLimit)
 			}
 			f.Limit = n
+		case "offset":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return f, fmt.Errorf("offset %q: want 0 or more", val)
+			}
+			f.Offset = n
 		default:
-			return f, fmt.Errorf("unknown query parameter %q (schedule, runbook, verdict, since, limit)", k)
+			return f, fmt.Errorf("unknown query parameter %q (schedule, runbook, verdict, since, limit, offset)", k)
 		}
 	}
 	return f, nil
@@ -159,8 +165,14 @@ func (s *Server) listRuns(r *http.Request, _ principal) reply {
 	resp := RunsResponse{Active: []daemon.RunSummary{}, Finished: make([]daemon.RunSummary, 0, len(finished))}
 	stored := map[string]bool{}
 	for _, h := range finished {
-		resp.Finished = append(resp.Finished, h)
 		stored[h.RunID] = true
+		if h.EndedAt == nil {
+			// Stored at its start: running on some replica (a shared history shows the
+			// leader's runs on every replica), or left by a dead one until the leader ends it.
+			resp.Active = append(resp.Active, h)
+			continue
+		}
+		resp.Finished = append(resp.Finished, h)
 	}
 	for _, a := range s.control.Active() {
 		// An active run has no verdict yet; one already stored has just finished.
@@ -170,29 +182,35 @@ func (s *Server) listRuns(r *http.Request, _ principal) reply {
 		}
 		resp.Active = append(resp.Active, a)
 	}
+	slices.SortFunc(resp.Active, func(a, b daemon.RunSummary) int { return a.StartedAt.Compare(b.StartedAt) })
 	return ok(http.StatusOK, resp)
 }
 
-// getRun answers from history once the run is stored there, else from the live runs.
+// getRun answers from history once the run is stored there finished, else from the live runs,
+// the records history refused, and last a run history has as started only.
 func (s *Server) getRun(r *http.Request, _ principal) reply {
 	id := r.PathValue("id")
 	rec, err := s.hist.Get(r.Context(), id)
-	if err == nil {
+	if err == nil && rec.Summary.EndedAt != nil {
 		return ok(http.StatusOK, RunResponse{State: RunFinished, Summary: rec.Summary, Result: rec.Result})
 	}
-	if !errors.Is(err, history.ErrNotFound) {
-		return fail(err)
-	}
+	// History unreachable (a database that went away): what this replica holds still answers.
 	for _, a := range s.control.Active() {
 		if a.RunID == id {
 			return ok(http.StatusOK, RunResponse{State: RunRunning, Summary: a})
 		}
 	}
 	for _, u := range s.unstored() {
-		if u.RunID == id {
+		if u.RunID == id && u.EndedAt != nil {
 			return ok(http.StatusOK, RunResponse{State: RunFinished, Summary: u.RunSummary, Result: u.Result,
 				StoreError: "the result could not be stored in history: " + u.StoreError})
 		}
+	}
+	if err == nil {
+		return ok(http.StatusOK, RunResponse{State: RunRunning, Summary: rec.Summary})
+	}
+	if !errors.Is(err, history.ErrNotFound) {
+		return fail(err)
 	}
 	return failCode(http.StatusNotFound, fmt.Errorf("run %q is neither running nor in history", id))
 }

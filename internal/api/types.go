@@ -21,7 +21,7 @@ type StatusResponse struct {
 	Ready     bool                    `json:"ready"`
 	Schedules []daemon.ScheduleStatus `json:"schedules"`
 	Active    []daemon.RunSummary     `json:"active"`
-	// Unstored lists finished runs whose result history could not store (kept in memory only).
+	// Unstored lists run records history refused; the daemon keeps them and retries.
 	Unstored []daemon.UnstoredRun `json:"unstored,omitempty"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/faultline-dev/faultline/experiments/schedule"
@@ -39,8 +40,14 @@ type APIConfig struct {
 
 // HistoryConfig bounds the stored results.
 type HistoryConfig struct {
-	MaxRuns int               `yaml:"maxRuns,omitempty" json:"maxRuns,omitempty" doc:"Keep at most this many results (default 1000)."`
-	MaxAge  runbooks.Duration `yaml:"maxAge,omitempty" json:"maxAge,omitempty" doc:"Drop results older than this (default 2160h, 90 days)."`
+	MaxRuns  int               `yaml:"maxRuns,omitempty" json:"maxRuns,omitempty" doc:"Keep at most this many results (default 1000)."`
+	MaxAge   runbooks.Duration `yaml:"maxAge,omitempty" json:"maxAge,omitempty" doc:"Drop results older than this (default 2160h, 90 days)."`
+	Postgres *PostgresHistory  `yaml:"postgres,omitempty" json:"postgres,omitempty" doc:"Keep history in PostgreSQL, shared by every replica, instead of <stateDir>/history.db (one per replica)."`
+}
+
+// PostgresHistory is the shared history store.
+type PostgresHistory struct {
+	DSNFile string `yaml:"dsnFile" json:"dsnFile" doc:"File holding the connection string (postgres://user:password@host:5432/db?sslmode=verify-full); relative to the config file. Read at start, never logged."`
 }
 
 // LedgerConfig chooses where applied faults are recorded.
@@ -107,6 +114,13 @@ func (lc *LoadedConfig) validate() *runbooks.Validator {
 	if le := c.LeaderElection; le != nil && le.LeaseDuration > 0 && le.RenewDeadline > 0 && le.RenewDeadline >= le.LeaseDuration {
 		v.Errorf("leaderElection.renewDeadline", "must be shorter than leaseDuration")
 	}
+	if pg := c.History.Postgres; pg != nil {
+		if pg.DSNFile == "" {
+			v.Errorf("history.postgres.dsnFile", "is required")
+		} else if _, err := os.Stat(lc.RunbookPath(pg.DSNFile)); err != nil {
+			v.Errorf("history.postgres.dsnFile", "%v", err)
+		}
+	}
 	if len(c.Schedules) == 0 {
 		v.Errorf("schedules", "at least one schedule is required")
 	}
@@ -159,6 +173,9 @@ func (lc *LoadedConfig) applyDefaults() {
 			*p = lc.RunbookPath(*p)
 		}
 	}
+	if pg := c.History.Postgres; pg != nil {
+		pg.DSNFile = lc.RunbookPath(pg.DSNFile)
+	}
 	if c.API.Address == "" {
 		c.API.Address = "127.0.0.1:8480"
 	}
@@ -188,4 +205,18 @@ func (lc *LoadedConfig) applyDefaults() {
 			le.RetryPeriod = runbooks.Duration(2 * time.Second)
 		}
 	}
+}
+
+// ReadDSN reads the PostgreSQL connection string from dsnFile. The error names the file, never
+// its content.
+func (p *PostgresHistory) ReadDSN() (string, error) {
+	data, err := os.ReadFile(p.DSNFile)
+	if err != nil {
+		return "", fmt.Errorf("history.postgres.dsnFile: %w", err)
+	}
+	dsn := strings.TrimSpace(string(data))
+	if dsn == "" {
+		return "", fmt.Errorf("history.postgres.dsnFile: %s is empty", p.DSNFile)
+	}
+	return dsn, nil
 }

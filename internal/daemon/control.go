@@ -64,6 +64,8 @@ type RunSummary struct {
 	Verdict   experiments.Verdict `json:"verdict,omitempty"`
 	ExitCode  int                 `json:"exitCode"`
 	Reason    string              `json:"reason,omitempty"`
+	// Replica is the identity of the replica that ran it.
+	Replica string `json:"replica,omitempty"`
 }
 
 // Errors the API maps to status codes.

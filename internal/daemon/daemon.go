@@ -58,6 +58,11 @@ type Options struct {
 	RecoveryBackoff time.Duration
 	// PauseFile keeps a single daemon's pause switch across restarts (without a Coordinator).
 	PauseFile string
+	// PendingFile keeps the run records history refused across restarts; empty keeps them in
+	// memory only.
+	PendingFile string
+	// HistoryRetry is the interval between attempts to write refused records; 5s when zero.
+	HistoryRetry time.Duration
 }
 
 // Daemon schedules runs, serves Control, and keeps the ledger clean.
@@ -78,8 +83,13 @@ type Daemon struct {
 	next                   map[string]time.Time
 	today                  map[string][]time.Time
 	base                   context.Context // the daemon's lifetime; runs derive from it, not from API requests
-	// unstored are results history refused (see UnstoredResults).
-	unstored []UnstoredRun
+	// unstored are run records history refused (see UnstoredResults), retried.
+	unstored    []UnstoredRun
+	unstoredSeq uint64
+	// storeMu serialises writes to history (see store).
+	storeMu sync.Mutex
+	// orphansClosed is set once this term's leader has ended the runs a dead one left unfinished.
+	orphansClosed atomic.Bool
 }
 
 type activeRun struct {
@@ -108,6 +118,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.base = ctx
 	d.mu.Unlock()
 	d.loadPauseFile()
+	retryDone := make(chan struct{})
+	if d.o.Results != nil {
+		d.loadPending()
+		rctx, stopRetry := context.WithCancel(context.WithoutCancel(ctx))
+		go func() { defer close(retryDone); d.retryUnstored(rctx) }()
+		// After the runs: their final records are written, or kept and flushed once more.
+		defer func() { stopRetry(); <-retryDone }()
+	} else {
+		close(retryDone)
+	}
 	defer func() {
 		d.haltAll(&experiments.HaltRequest{Source: "signal", Reason: "daemon shutting down"})
 		d.runsWG.Wait()
@@ -121,6 +141,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.ready.Store(true)
 		d.leader.Store(true)
 		d.o.Metrics.SetLeader(true)
+		d.orphansClosed.Store(false)
+		d.closeOrphanedRuns(ctx)
 		d.schedule(ctx)
 		return nil
 	}
@@ -142,6 +164,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.ready.Store(true)
 		d.leader.Store(true)
 		d.o.Metrics.SetLeader(true)
+		d.orphansClosed.Store(false)
+		d.closeOrphanedRuns(lctx)
 		if d.o.Coordinator != nil {
 			go d.o.Coordinator.ServeHalts(lctx, d.answerHalt)
 		}
@@ -242,7 +266,7 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 		cancel = func(cause error) { inner(cause); stop() }
 	}
 	ar := &activeRun{cancel: cancel, reverted: make(chan struct{}), done: make(chan struct{}),
-		sum: RunSummary{RunID: runID, Schedule: scheduleName, Runbook: rb.Metadata.Name, Trigger: trigger, StartedAt: time.Now()}}
+		sum: RunSummary{RunID: runID, Schedule: scheduleName, Runbook: rb.Metadata.Name, Trigger: trigger, StartedAt: time.Now(), Replica: d.o.Identity}}
 	d.mu.Lock()
 	d.runs[runID] = ar
 	d.today[scheduleName] = append(d.today[scheduleName], ar.sum.StartedAt)
@@ -252,6 +276,13 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 		defer d.runsWG.Done()
 		defer close(ar.done)
 		defer cancel(nil)
+		if d.o.Results != nil {
+			// Stored at its start too, so that a run whose replica dies is not lost: the next
+			// leader finds it unfinished and records how it ended, and it counts for the cap.
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(base), 10*time.Second)
+			d.store(sctx, ar.sum, nil)
+			scancel()
+		}
 		res := d.o.Engine.Run(ctx, rb, experiments.RunOptions{RunID: runID})
 		if release != nil {
 			release()
@@ -265,10 +296,7 @@ func (d *Daemon) start(scheduleName string, rb *runbooks.Runbook, trigger string
 			// The run is over; storing its result must not fail because the daemon is stopping.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(base), 30*time.Second)
 			d.compareWithPrevious(sctx, scheduleName, rb, res)
-			if err := d.o.Results.Put(sctx, sum, res); err != nil {
-				d.log.Error("store result", "run", runID, "err", err)
-				d.keepUnstored(UnstoredRun{RunSummary: sum, StoreError: err.Error(), Result: res})
-			}
+			d.store(sctx, sum, res)
 			scancel()
 		}
 		d.mu.Lock()

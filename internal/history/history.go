@@ -1,5 +1,6 @@
-// Package history keeps the daemon's finished runs — a summary for lists and the full result
-// document — in a bbolt file, with retention by count and by age.
+// Package history keeps the daemon's runs — a summary for lists and the full result document —
+// with retention by count and by age. Store keeps them in a bbolt file of one replica; package
+// pgstore keeps them in a PostgreSQL database that every replica shares. Both are a Backend.
 //
 // Unlike the CLI's fault ledger, which opens and closes its file on every operation so that
 // several processes can share it, a Store keeps its file open for the life of the daemon: one
@@ -8,6 +9,7 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -73,8 +75,56 @@ type Filter struct {
 	Verdict  experiments.Verdict
 	// Since keeps runs that started at or after Since.
 	Since time.Time
+	// Unfinished keeps only runs stored when they started and not since (no EndedAt): running
+	// somewhere, or left behind by a replica that died.
+	Unfinished bool
+	// Offset skips that many selected runs (newest first), for paging.
+	Offset int
 	// Limit caps the number of runs returned (newest first); 0 means no cap.
 	Limit int
+}
+
+// needles are byte strings every stored summary f selects contains (its encoded "schedule",
+// "runbook" and "verdict" fields): a cheap test that spares decoding the others. A summary that
+// contains them may still not match (the text may be in its reason); matches decides.
+func (f Filter) needles() [][]byte {
+	var out [][]byte
+	for _, kv := range []struct{ k, v string }{{"schedule", f.Schedule}, {"runbook", f.Runbook}, {"verdict", string(f.Verdict)}} {
+		if kv.v != "" {
+			v, _ := json.Marshal(kv.v)
+			out = append(out, append([]byte(`"`+kv.k+`":`), v...))
+		}
+	}
+	return out
+}
+
+func containsAll(b []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(b, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// Backend is a history store. Put replaces an earlier record of the same run ID; Compact applies
+// retention and returns the number of runs dropped.
+type Backend interface {
+	Put(ctx context.Context, sum Summary, res *experiments.Result) error
+	Get(ctx context.Context, runID string) (*Record, error)
+	List(ctx context.Context, f Filter) ([]Summary, error)
+	Compact(ctx context.Context) (int, error)
+	Close() error
+}
+
+var _ Backend = (*Store)(nil)
+
+// matches applies the fields of f that are not about order or paging.
+func (f Filter) matches(s Summary) bool {
+	return (f.Schedule == "" || s.Schedule == f.Schedule) &&
+		(f.Runbook == "" || s.Runbook == f.Runbook) &&
+		(f.Verdict == "" || s.Verdict == f.Verdict) &&
+		(!f.Unfinished || s.EndedAt == nil)
 }
 
 // ErrNotFound is returned by Get for a run the store does not hold (never stored, or dropped by
@@ -323,20 +373,30 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list history: %w", err)
 	}
+	if f.Offset < 0 || f.Limit < 0 {
+		return nil, errors.New("list history: offset and limit must not be negative")
+	}
 	out := []Summary{}
+	skip := f.Offset
+	need := f.needles()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSummaries).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if !f.Since.IsZero() && keyTime(k).Before(f.Since) {
 				break // everything further back started earlier still
 			}
+			if !containsAll(v, need) {
+				continue // cannot match: not worth decoding
+			}
 			var sum Summary
 			if err := json.Unmarshal(v, &sum); err != nil {
 				return fmt.Errorf("decode summary of %s: %w", k[8:], err)
 			}
-			if (f.Schedule != "" && sum.Schedule != f.Schedule) ||
-				(f.Runbook != "" && sum.Runbook != f.Runbook) ||
-				(f.Verdict != "" && sum.Verdict != f.Verdict) {
+			if !f.matches(sum) {
+				continue
+			}
+			if skip > 0 {
+				skip--
 				continue
 			}
 			out = append(out, sum)
@@ -353,4 +413,63 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Summary, error) {
 		return nil, fmt.Errorf("list history %s: %w", s.path, err)
 	}
 	return out, nil
+}
+
+var _ daemon.UnfinishedLister = (*Store)(nil)
+
+// PutBatch stores many runs in one commit (a bulk load, or moving a history between stores),
+// then applies retention once. Each record is checked as Put checks it.
+func (s *Store) PutBatch(ctx context.Context, recs []Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store %d runs in history: %w", len(recs), err)
+	}
+	type enc struct{ key, id, sv, rv []byte }
+	encs := make([]enc, 0, len(recs))
+	for _, r := range recs {
+		if r.Summary.RunID == "" || (r.Result != nil && r.Result.RunID != r.Summary.RunID) {
+			return fmt.Errorf("store runs in history: record %q: empty run ID or a result of another run", r.Summary.RunID)
+		}
+		sv, err := json.Marshal(r.Summary)
+		if err != nil {
+			return fmt.Errorf("store run %s in history: encode summary: %w", r.Summary.RunID, err)
+		}
+		var rv []byte
+		if r.Result != nil {
+			if rv, err = json.Marshal(r.Result); err != nil {
+				return fmt.Errorf("store run %s in history: encode result: %w", r.Summary.RunID, err)
+			}
+		}
+		encs = append(encs, enc{orderKey(r.Summary.StartedAt, r.Summary.RunID), []byte(r.Summary.RunID), sv, rv})
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		sums, results, ids := tx.Bucket(bucketSummaries), tx.Bucket(bucketResults), tx.Bucket(bucketIDs)
+		for _, e := range encs {
+			if old := ids.Get(e.id); old != nil {
+				if err := sums.Delete(old); err != nil {
+					return err
+				}
+			}
+			if err := sums.Put(e.key, e.sv); err != nil {
+				return err
+			}
+			if err := ids.Put(e.id, e.key); err != nil {
+				return err
+			}
+			var err error
+			if e.rv == nil {
+				err = results.Delete(e.id)
+			} else {
+				err = results.Put(e.id, e.rv)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		_, err := s.retain(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store %d runs in history %s: %w", len(recs), s.path, err)
+	}
+	return nil
 }

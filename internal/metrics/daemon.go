@@ -16,6 +16,9 @@ type Daemon struct {
 	// recoveryPending is 1 while orphaned faults could not be reverted (nothing is scheduled).
 	recoveryPending  prometheus.Gauge
 	recoveryFailures prometheus.Counter
+	// historyFailures counts failed writes to history; historyPending is the results waiting.
+	historyFailures prometheus.Counter
+	historyPending  prometheus.Gauge
 }
 
 // NewDaemon registers the daemon's collectors on reg.
@@ -37,8 +40,15 @@ func NewDaemon(reg prometheus.Registerer) *Daemon {
 	d.recoveryFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "faultline_recovery_failures_total", Help: "Failed attempts to revert orphaned faults (retried with backoff).",
 	})
+	d.historyFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "faultline_history_write_failures_total", Help: "Failed attempts to write a run's record to history (each is kept and retried).",
+	})
+	d.historyPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "faultline_history_pending_results", Help: "Run records this replica holds because history refused them, waiting to be written.",
+	})
 	d.regressions = newRegressions()
-	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions, d.recoveryPending, d.recoveryFailures)
+	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions, d.recoveryPending, d.recoveryFailures,
+		d.historyFailures, d.historyPending)
 	return d
 }
 
@@ -84,5 +94,19 @@ func (d *Daemon) RecoveryPending(on bool) {
 func (d *Daemon) RecoveryFailed() {
 	if d != nil {
 		d.recoveryFailures.Inc()
+	}
+}
+
+// HistoryWriteFailed counts a failed write to history.
+func (d *Daemon) HistoryWriteFailed() {
+	if d != nil {
+		d.historyFailures.Inc()
+	}
+}
+
+// HistoryPending records how many run records wait to be written to history.
+func (d *Daemon) HistoryPending(n int) {
+	if d != nil {
+		d.historyPending.Set(float64(n))
 	}
 }

@@ -148,7 +148,7 @@ func TestDaemonReloadSchedulesWithoutRestart(t *testing.T) {
 	// An invalid config is refused with its positions; nothing changes.
 	e.writeConfig(t, `{name: s0, runbook: pause-0.yaml, cron: "* * * * *"}`,
 		`{name: s2, runbook: pause-1.yaml, cron: "every tuesday"}`,
-		`{name: s3, runbook: missing.yaml, cron: "0 3 * * *", colour: red}`)
+		`{name: s3, runbook: missing.yaml, cron: "0 3 * * *"}`)
 	refusedAt := time.Now()
 	code, b = d.call(t, "POST", "/api/v1/reload", adminToken, map[string]string{"reason": "add s2"})
 	var rerr api.ReloadErrorResponse
@@ -162,7 +162,7 @@ func TestDaemonReloadSchedulesWithoutRestart(t *testing.T) {
 		}
 		fields = append(fields, p.Path)
 	}
-	for _, want := range []string{"schedules[1].cron", "schedules[2].runbook", "schedules[2].colour"} {
+	for _, want := range []string{"schedules[1].cron", "schedules[2].runbook"} {
 		if !strings.Contains(strings.Join(fields, " "), want) {
 			t.Errorf("problems %v do not name %s:\n%s", fields, want, b)
 		}

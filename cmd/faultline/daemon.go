@@ -120,7 +120,8 @@ func (m *Main) daemon(c *cli.Context) error {
 	eng.Owner.ID, eng.Owner.Incarnation = identity, incarnation
 	opts.Engine, opts.Env = eng, eng.InjectorEnv
 	opts.Metrics = metrics.NewDaemon(met.Registry)
-	opts.Metrics.ConfigLoaded(time.Now())
+	opts.ReloadMetrics = metrics.NewReload(met.Registry)
+	opts.ReloadMetrics.Loaded(time.Now())
 
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

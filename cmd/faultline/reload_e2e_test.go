@@ -42,7 +42,7 @@ func (e *daemonEnv) setDuration(t testing.TB, i int, d string) {
 }
 
 // metric reads one sample of the daemon's /metrics; -1 when absent.
-func (d *runningDaemon) metric(t testing.TB, series string) float64 {
+func (d *runningDaemon) sample(t testing.TB, series string) float64 {
 	t.Helper()
 	code, b := d.call(t, "GET", "/metrics", "", nil)
 	if code != http.StatusOK {
@@ -101,10 +101,10 @@ func TestDaemonReloadSchedulesWithoutRestart(t *testing.T) {
 	e.setDuration(t, 1, "20s")
 	// Only SIGHUP and the API reload here; the file watch has its own test.
 	d := startDaemon(t, e, nil, "--config-watch-interval", "0")
-	if v := d.metric(t, "faultline_config_last_reload_successful"); v != 1 {
+	if v := d.sample(t, "faultline_config_last_reload_successful"); v != 1 {
 		t.Fatalf("faultline_config_last_reload_successful at start = %v, want 1", v)
 	}
-	loadedAt := d.metric(t, "faultline_config_last_reload_success_timestamp_seconds")
+	loadedAt := d.sample(t, "faultline_config_last_reload_success_timestamp_seconds")
 
 	// An experiment in progress, on schedule s1 (started through the API).
 	running := d.trigger(t, "s1")
@@ -116,13 +116,13 @@ func TestDaemonReloadSchedulesWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitFor(t, 20*time.Second, "the SIGHUP reload", func() bool {
-		return d.metric(t, `faultline_config_reloads_total{result="success"}`) == 1
+		return d.sample(t, `faultline_config_reloads_total{result="success"}`) == 1
 	})
 	sch := d.schedules(t)
 	if _, ok := sch["s1"]; ok || sch["s0"].Spec != "* * * * *" || sch["s0"].NextStart == nil {
 		t.Fatalf("schedules after the reload: %+v, want s0 every minute with a next start, s1 gone", sch)
 	}
-	if at := d.metric(t, "faultline_config_last_reload_success_timestamp_seconds"); at <= loadedAt {
+	if at := d.sample(t, "faultline_config_last_reload_success_timestamp_seconds"); at <= loadedAt {
 		t.Errorf("last reload success time %v not after the start's %v", at, loadedAt)
 	}
 	if e.victims[1].State() != "T" {
@@ -167,7 +167,7 @@ func TestDaemonReloadSchedulesWithoutRestart(t *testing.T) {
 			t.Errorf("problems %v do not name %s:\n%s", fields, want, b)
 		}
 	}
-	if v := d.metric(t, "faultline_config_last_reload_successful"); v != 0 {
+	if v := d.sample(t, "faultline_config_last_reload_successful"); v != 0 {
 		t.Errorf("faultline_config_last_reload_successful after a refused reload = %v, want 0", v)
 	}
 	if code, _ := d.call(t, "POST", "/api/v1/reload", readToken, nil); code != http.StatusForbidden {
@@ -254,7 +254,7 @@ func TestDaemonReloadsAChangedConfigMapMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitFor(t, 20*time.Second, "the changed runbook to be reloaded", func() bool {
-		return d.metric(t, `faultline_config_reloads_total{result="success"}`) == 2
+		return d.sample(t, `faultline_config_reloads_total{result="success"}`) == 2
 	})
 	audit, err := os.ReadFile(filepath.Join(e.state, "audit.log"))
 	if err != nil || !strings.Contains(string(audit), `"who":"file-watch"`) || !strings.Contains(string(audit), "runbooks changed: s0") {
@@ -263,7 +263,7 @@ func TestDaemonReloadsAChangedConfigMapMount(t *testing.T) {
 	// Each change is reloaded once: over ten checks of the watch, the count stays at two.
 	hold := time.Now().Add(time.Second)
 	for tick := time.NewTicker(100 * time.Millisecond); time.Now().Before(hold); <-tick.C {
-		if n := d.metric(t, `faultline_config_reloads_total{result="success"}`); n != 2 {
+		if n := d.sample(t, `faultline_config_reloads_total{result="success"}`); n != 2 {
 			t.Fatalf("%v successful reloads, want 2 (one per change)", n)
 		}
 	}

@@ -43,6 +43,8 @@ type Options struct {
 	Clock      schedule.Clock
 	Logger     *slog.Logger
 	Metrics    *metrics.Daemon
+	// ReloadMetrics count reloads; may be nil.
+	ReloadMetrics *metrics.Reload
 	// Identity names this replica in ledger entries, claims and the Lease.
 	Identity string
 	// Elect runs leader election: it calls lead with a context that ends when leadership is lost,

@@ -88,7 +88,7 @@ func (d *Daemon) Reload(ctx context.Context, source string) (ReloadResult, error
 	d.lastHash = configHash(d.o.ConfigPath)
 	lc, err := LoadConfig(d.o.ConfigPath)
 	if err != nil {
-		d.o.Metrics.ConfigReloaded(false, res.At)
+		d.o.ReloadMetrics.Reloaded(false, res.At)
 		rerr := &ReloadError{Err: err}
 		errors.As(err, &rerr.Problems)
 		d.log.ErrorContext(ctx, "config reload refused; the previous config keeps running", "source", source, "config", d.o.ConfigPath, "err", err)
@@ -103,7 +103,7 @@ func (d *Daemon) Reload(ctx context.Context, source string) (ReloadResult, error
 	d.loops.mu.Unlock()
 
 	res.NeedsRestart = restartFields(&d.o.Config.Config, &lc.Config)
-	d.o.Metrics.ConfigReloaded(true, res.At)
+	d.o.ReloadMetrics.Reloaded(true, res.At)
 	d.log.InfoContext(ctx, "config reloaded", "source", source, "config", d.o.ConfigPath, "changes", res.Summary())
 	if len(res.NeedsRestart) > 0 {
 		d.log.WarnContext(ctx, "config fields changed that only a restart applies; the daemon keeps the values it started with", "fields", res.NeedsRestart)

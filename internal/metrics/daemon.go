@@ -16,8 +16,6 @@ type Daemon struct {
 	// recoveryPending is 1 while orphaned faults could not be reverted (nothing is scheduled).
 	recoveryPending  prometheus.Gauge
 	recoveryFailures prometheus.Counter
-	// reload: see reload.go.
-	reload reloadMetrics
 }
 
 // NewDaemon registers the daemon's collectors on reg.
@@ -40,9 +38,7 @@ func NewDaemon(reg prometheus.Registerer) *Daemon {
 		Name: "faultline_recovery_failures_total", Help: "Failed attempts to revert orphaned faults (retried with backoff).",
 	})
 	d.regressions = newRegressions()
-	d.reload = newReloadMetrics()
 	reg.MustRegister(d.leader, d.nextStart, d.runs, d.regressions, d.recoveryPending, d.recoveryFailures)
-	reg.MustRegister(d.reload.collectors()...)
 	return d
 }
 

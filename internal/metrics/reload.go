@@ -6,16 +6,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// reloadMetrics are named as Prometheus and blackbox_exporter name theirs, so that the alerts
-// people already have for those (last reload failed, config older than N) fit with a rename.
-type reloadMetrics struct {
+// Reload holds the daemon's config reload metrics, named as Prometheus and blackbox_exporter name
+// theirs, so that alerts people already have for those (last reload failed, config older than N)
+// fit with a rename. Nil-safe like Metrics.
+type Reload struct {
 	successful prometheus.Gauge
 	successAt  prometheus.Gauge
 	reloads    *prometheus.CounterVec
 }
 
-func newReloadMetrics() reloadMetrics {
-	return reloadMetrics{
+// NewReload registers the reload metrics on reg.
+func NewReload(reg prometheus.Registerer) *Reload {
+	r := &Reload{
 		successful: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "faultline_config_last_reload_successful",
 			Help: "1 when the last reload of the daemon config (and its runbooks) succeeded, 0 when it was refused; the old config keeps running then.",
@@ -29,32 +31,30 @@ func newReloadMetrics() reloadMetrics {
 			Help: "Reloads of the daemon config (SIGHUP, POST /api/v1/reload, a changed file), by result: success or failure.",
 		}, []string{"result"}),
 	}
+	reg.MustRegister(r.successful, r.successAt, r.reloads)
+	return r
 }
 
-func (r reloadMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.successful, r.successAt, r.reloads}
-}
-
-// ConfigLoaded records the config loaded at start: it is the last successful load.
-func (d *Daemon) ConfigLoaded(at time.Time) {
-	if d != nil {
-		d.reload.successful.Set(1)
-		d.reload.successAt.Set(float64(at.UnixNano()) / 1e9)
+// Loaded records the config loaded at start: it is the last successful load.
+func (r *Reload) Loaded(at time.Time) {
+	if r != nil {
+		r.successful.Set(1)
+		r.successAt.Set(float64(at.UnixNano()) / 1e9)
 	}
 }
 
-// ConfigReloaded records a reload and whether it succeeded.
-func (d *Daemon) ConfigReloaded(ok bool, at time.Time) {
-	if d == nil {
+// Reloaded records a reload and whether it succeeded.
+func (r *Reload) Reloaded(ok bool, at time.Time) {
+	if r == nil {
 		return
 	}
 	if !ok {
-		d.reload.successful.Set(0)
-		d.reload.reloads.WithLabelValues("failure").Inc()
+		r.successful.Set(0)
+		r.reloads.WithLabelValues("failure").Inc()
 		return
 	}
-	d.ConfigLoaded(at)
-	d.reload.reloads.WithLabelValues("success").Inc()
+	r.Loaded(at)
+	r.reloads.WithLabelValues("success").Inc()
 }
 
 // ForgetSchedule drops a schedule's series when a reload removed it, so that its last next-start

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // detector remembers the first guardrail or hypothesis breach of the fault window: the moment
@@ -16,10 +16,10 @@ type detector struct {
 	mu     sync.Mutex
 	at     time.Time
 	source string // guardrail, hypothesis
-	b      safety.Breach
+	b      guardrail.Breach
 }
 
-func (d *detector) breach(source string, b safety.Breach) {
+func (d *detector) breach(source string, b guardrail.Breach) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.at.IsZero() || b.At.Before(d.at) {
@@ -30,7 +30,7 @@ func (d *detector) breach(source string, b safety.Breach) {
 // figure is the experiment's time to detect: from the first fault applied to the first breach of
 // a guardrail or a hypothesis check. A breach is seen at an evaluation, so the condition may have
 // started up to one evaluation interval earlier: that interval is the uncertainty.
-func (d *detector) figure(first time.Time, guards, hyps []*safety.Guardrail) Figure {
+func (d *detector) figure(first time.Time, guards, hyps []*guardrail.Guardrail) Figure {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	f := Figure{Key: engineRecorder + "/experiment/timeToDetect", Subject: "experiment", Metric: "timeToDetect", Unit: "s"}
@@ -43,7 +43,7 @@ func (d *detector) figure(first time.Time, guards, hyps []*safety.Guardrail) Fig
 	}
 	v := max(d.at.Sub(first), 0).Seconds()
 	f.Value = &v
-	for _, g := range append(append([]*safety.Guardrail(nil), guards...), hyps...) {
+	for _, g := range append(append([]*guardrail.Guardrail(nil), guards...), hyps...) {
 		if g.Name == d.b.Guardrail {
 			f.Uncertainty = g.Interval.Seconds()
 		}
@@ -55,10 +55,10 @@ func (d *detector) figure(first time.Time, guards, hyps []*safety.Guardrail) Fig
 // budgets measures, for every Prometheus guardrail with an errorRatio SLO, the share of its error
 // budget the experiment burned between from (the first fault) and to (the end of the experiment):
 // the error ratio over that span divided by the ratio the SLO allows (docs/recovery.md).
-func (e *Engine) budgets(ctx context.Context, log *slog.Logger, guards []*safety.Guardrail, from, to time.Time) []Figure {
+func (e *Engine) budgets(ctx context.Context, log *slog.Logger, guards []*guardrail.Guardrail, from, to time.Time) []Figure {
 	var out []Figure
 	for _, g := range guards {
-		br, ok := g.Probe.(safety.ErrorBudgetReader)
+		br, ok := g.Probe.(guardrail.ErrorBudgetReader)
 		if !ok {
 			continue
 		}

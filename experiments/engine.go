@@ -15,22 +15,24 @@ import (
 	"github.com/faultline-dev/faultline/internal/metrics"
 	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Engine runs runbooks. Build one per process; Run may be called concurrently (the daemon does).
 type Engine struct {
 	Injectors *injectors.Registry
-	Probes    safety.Probes
-	ProbeEnv  safety.ProbeEnv
+	Probes    guardrail.Probes
+	ProbeEnv  guardrail.ProbeEnv
 	// InjectorEnv is the base environment handed to injectors; RunID, Policy and Environment are
 	// filled in per run.
 	InjectorEnv injectors.Env
-	Ledger      safety.Ledger
+	Ledger      ledger.Ledger
 	Logger      *slog.Logger
 	Metrics     *metrics.Metrics
 	// Preflight checks run before anything is resolved or touched (host allow-list, golden-copy
-	// guard); a *injectors.RefusedError from one refuses the run with exit 4.
+	// guard); a *policy.RefusedError from one refuses the run with exit 4.
 	Preflight []Preflight
 	// Recorders watch how the system recovers; each gets a session per experiment.
 	Recorders []Recorder
@@ -39,9 +41,9 @@ type Engine struct {
 	// Hook is called at named points of the inject path: "before-record", "after-record" and
 	// "after-apply". Crash-safety tests use it to stop the process exactly there; nil otherwise.
 	Hook func(point string)
-	// Owner is written into ledger entries; zero means this process (safety.Self). The daemon
+	// Owner is written into ledger entries; zero means this process (ledger.Self). The daemon
 	// sets its replica identity so that a new leader can tell a dead replica's faults.
-	Owner safety.Owner
+	Owner ledger.Owner
 	// RevertTimeout bounds the revert of one experiment's faults (default 2m).
 	RevertTimeout time.Duration
 	// RecoveryWindow is the after-phase window used when an experiment sets no recovery (default 30s).
@@ -65,7 +67,7 @@ func (h *HaltRequest) Error() string {
 }
 
 // breachCause cancels the fault window when a guardrail breaches.
-type breachCause struct{ b safety.Breach }
+type breachCause struct{ b guardrail.Breach }
 
 func (c *breachCause) Error() string { return "guardrail " + c.b.Guardrail + " breached" }
 
@@ -112,13 +114,13 @@ func (e *Engine) Run(ctx context.Context, rb *runbooks.Runbook, opts RunOptions)
 	}
 	hub := &load.Hub{}
 	penv := e.probeEnvFor(hub)
-	guards, err := safety.Compile(rb.Guardrails, e.Probes, penv)
+	guards, err := guardrail.Compile(rb.Guardrails, e.Probes, penv)
 	if err != nil {
 		return fail(Refused, err)
 	}
-	hyps := make([][]*safety.Guardrail, len(rb.Experiments))
+	hyps := make([][]*guardrail.Guardrail, len(rb.Experiments))
 	for i, x := range rb.Experiments {
-		if hyps[i], err = safety.Compile(x.Hypothesis, e.Probes, penv); err != nil {
+		if hyps[i], err = guardrail.Compile(x.Hypothesis, e.Probes, penv); err != nil {
 			return fail(Refused, fmt.Errorf("experiment %q: %w", x.Name, err))
 		}
 	}
@@ -215,7 +217,7 @@ func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injecto
 	for _, f := range x.Faults {
 		inj, err := e.Injectors.Get(f.Kind())
 		if err != nil {
-			return nil, &injectors.RefusedError{Rule: "fault kind", Msg: err.Error()}
+			return nil, &policy.RefusedError{Rule: "fault kind", Msg: err.Error()}
 		}
 		act, err := inj.Prepare(ctx, f, env)
 		if err != nil {
@@ -228,7 +230,7 @@ func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injecto
 
 // classify maps an error before injection to a verdict: refusals are exit 4, the rest exit 5.
 func classify(err error) Verdict {
-	var r *injectors.RefusedError
+	var r *policy.RefusedError
 	if errors.As(err, &r) {
 		return Refused
 	}

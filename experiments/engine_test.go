@@ -15,7 +15,8 @@ import (
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // faulty wraps the real process-pause injector with injected errors (the only fakes here: the
@@ -56,7 +57,7 @@ func (f faulty) Revert(ctx context.Context, rec json.RawMessage, env injectors.E
 	return f.Pause.Revert(ctx, rec, env)
 }
 
-func newEngine(t testing.TB, inj injectors.Injector) (*Engine, *safety.FileLedger) {
+func newEngine(t testing.TB, inj injectors.Injector) (*Engine, *ledger.FileLedger) {
 	t.Helper()
 	if inj == nil {
 		inj = process.Pause{}
@@ -65,11 +66,11 @@ func newEngine(t testing.TB, inj injectors.Injector) (*Engine, *safety.FileLedge
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	l, err := ledger.OpenFile(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Engine{Injectors: reg, Probes: safety.DefaultProbes(), Ledger: l, RecoveryWindow: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)}, l
+	return &Engine{Injectors: reg, Probes: guardrail.DefaultProbes(), Ledger: l, RecoveryWindow: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)}, l
 }
 
 func parse(t testing.TB, format string, args ...any) *runbooks.Runbook {
@@ -97,7 +98,7 @@ environment: {name: test, type: local}
 
 func TestPartialApplyFailureRevertsEverything(t *testing.T) {
 	vs := local.StartVictims(t, 3)
-	eng, ledger := newEngine(t, faulty{failApplyOf: "f1"})
+	eng, led := newEngine(t, faulty{failApplyOf: "f1"})
 	rb := parse(t, header+"experiments:\n  - name: x\n    duration: 30s\n    faults:\n%s", pauseFaults(vs))
 	res := eng.Run(context.Background(), rb, RunOptions{})
 
@@ -116,21 +117,21 @@ func TestPartialApplyFailureRevertsEverything(t *testing.T) {
 	if f[2].RecordedAt != nil {
 		t.Errorf("the fault after the failure was recorded: %+v", f[2])
 	}
-	if open, _ := safety.OpenEntries(context.Background(), ledger); len(open) != 0 {
+	if open, _ := ledger.OpenEntries(context.Background(), led); len(open) != 0 {
 		t.Errorf("%d ledger entries open", len(open))
 	}
 }
 
 func TestRevertFailureIsRevertIncompleteAndStaysInLedger(t *testing.T) {
 	vs := local.StartVictims(t, 1)
-	eng, ledger := newEngine(t, faulty{failRevert: true})
+	eng, led := newEngine(t, faulty{failRevert: true})
 	rb := parse(t, header+"experiments:\n  - name: x\n    duration: 100ms\n    faults:\n%s", pauseFaults(vs))
 	res := eng.Run(context.Background(), rb, RunOptions{})
 	if res.Verdict != RevertIncomplete || res.ExitCode != 6 {
 		t.Fatalf("verdict %s exit %d, want revert-incomplete/6", res.Verdict, res.ExitCode)
 	}
-	open, err := safety.OpenEntries(context.Background(), ledger)
-	if err != nil || len(open) != 1 || open[0].State != safety.StateRevertFailed || !strings.Contains(open[0].LastError, "injected") {
+	open, err := ledger.OpenEntries(context.Background(), led)
+	if err != nil || len(open) != 1 || open[0].State != ledger.StateRevertFailed || !strings.Contains(open[0].LastError, "injected") {
 		t.Fatalf("ledger = %+v (err %v), want one revert-failed entry", open, err)
 	}
 	// What the ledger kept is enough for the real injector to finish the job.

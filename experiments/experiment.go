@@ -14,20 +14,22 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // live is a fault that has a ledger entry (and so must be reverted, applied or not).
 type live struct {
 	p       prepared
-	entry   *safety.Entry
+	entry   *ledger.Entry
 	res     *FaultResult
 	applied AppliedFault // what the recorders were told; set once Apply returned
 	mu      sync.Mutex   // guards entry.Record, updated by the injector's Recorder
 }
 
 func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbooks.Experiment, objectives *runbooks.Objectives,
-	env injectors.Env, guards, hyps []*safety.Guardrail, run *Result, hub *load.Hub) (er ExperimentResult) {
+	env injectors.Env, guards, hyps []*guardrail.Guardrail, run *Result, hub *load.Hub) (er ExperimentResult) {
 	// er is a named result so that the deferred bookkeeping below reaches the caller on every path.
 	er = ExperimentResult{Name: x.Name, StartedAt: time.Now(), Verdict: Passed}
 	log = log.With("experiment", x.Name)
@@ -67,8 +69,8 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		defer func() { er.Load = e.stopLoad(g, hub) }()
 	}
 	e.progress(Progress{Phase: "steady-state", RunID: env.RunID, Experiment: x.Name, Since: time.Now()})
-	okG := safety.CheckAll(ctx, guards, glog.observer("steady-state"))
-	okH := safety.CheckAll(ctx, hyps, hlog.observer("steady-state"))
+	okG := guardrail.CheckAll(ctx, guards, glog.observer("steady-state"))
+	okH := guardrail.CheckAll(ctx, hyps, hlog.observer("steady-state"))
 	if ctx.Err() != nil {
 		run.Halt = haltFromCause(ctx)
 		return end(Halted, "halted before injection: %s", run.Halt.Reason)
@@ -101,7 +103,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			safety.Watch(window, guards, glog.observer("during"), func(b safety.Breach) {
+			guardrail.Watch(window, guards, glog.observer("during"), func(b guardrail.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				glog.markBreached(b.Guardrail)
 				detect.breach("guardrail", b)
@@ -111,7 +113,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}()
 		go func() {
 			defer wg.Done()
-			safety.Watch(window, hyps, hlog.observer("during"), func(b safety.Breach) {
+			guardrail.Watch(window, hyps, hlog.observer("during"), func(b guardrail.Breach) {
 				e.Metrics.Breach(b.Guardrail, b.Kind)
 				hlog.markBreached(b.Guardrail)
 				detect.breach("hypothesis", b)
@@ -199,7 +201,7 @@ func (e *Engine) runExperiment(ctx context.Context, log *slog.Logger, x *runbook
 		}
 		e.progress(Progress{Phase: "after", RunID: env.RunID, Experiment: x.Name, Since: time.Now(), Duration: within})
 		actx, cancel := context.WithTimeout(ctx, within)
-		at, ok := safety.WaitHealthy(actx, guards, glog.observer("after"))
+		at, ok := guardrail.WaitHealthy(actx, guards, glog.observer("after"))
 		cancel()
 		rr := &RecoveryResult{Within: within.String(), Recovered: ok}
 		if ok {
@@ -316,7 +318,7 @@ func (e *Engine) finishRecorders(ctx context.Context, x *runbooks.Experiment, er
 
 // checkConflicts refuses to start while the ledger holds un-reverted faults on the same targets.
 func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
-	open, err := safety.OpenEntries(ctx, e.Ledger)
+	open, err := ledger.OpenEntries(ctx, e.Ledger)
 	if err != nil {
 		return fmt.Errorf("read ledger (nothing was injected): %w", err)
 	}
@@ -327,9 +329,9 @@ func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
 					continue
 				}
 				if o.Owner.Alive() {
-					return injectors.Refusef("ledger", "%s is already under a %s fault by run %s (pid %d), which is still running", t, o.Kind, o.RunID, o.Owner.PID)
+					return policy.Refusef("ledger", "%s is already under a %s fault by run %s (pid %d), which is still running", t, o.Kind, o.RunID, o.Owner.PID)
 				}
-				return injectors.Refusef("ledger", "%s still has an un-reverted %s fault from run %s (ledger entry %s): run `faultline recover` first", t, o.Kind, o.RunID, o.ID)
+				return policy.Refusef("ledger", "%s still has an un-reverted %s fault from run %s (ledger entry %s): run `faultline recover` first", t, o.Kind, o.RunID, o.ID)
 			}
 		}
 	}
@@ -342,7 +344,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 	var lives []*live
 	owner := e.Owner
 	if owner.PID == 0 {
-		owner = safety.Self()
+		owner = ledger.Self()
 	}
 	for i, a := range acts {
 		if ctx.Err() != nil {
@@ -353,10 +355,10 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 			return lives, fmt.Errorf("fault %q: build ledger record: %w", a.fault.Name, err)
 		}
 		now := time.Now()
-		entry := &safety.Entry{
+		entry := &ledger.Entry{
 			ID: fmt.Sprintf("%s-%s-%02d", env.RunID, x.Name, i), RunID: env.RunID, Runbook: env.Runbook,
 			Experiment: x.Name, Fault: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets(),
-			State: safety.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
+			State: ledger.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
 		}
 		e.hook("before-record")
 		if err := e.Ledger.Put(ctx, entry); err != nil {
@@ -384,7 +386,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 			l.res.Applied = d.Describe()
 		}
 		e.hook("after-apply")
-		if err := e.Ledger.Modify(ctx, entry.ID, func(en *safety.Entry) { en.State, en.AppliedAt = safety.StateApplied, &applied }); err != nil {
+		if err := e.Ledger.Modify(ctx, entry.ID, func(en *ledger.Entry) { en.State, en.AppliedAt = ledger.StateApplied, &applied }); err != nil {
 			return lives, fmt.Errorf("fault %q applied but the ledger could not be updated: %w", a.fault.Name, err)
 		}
 	}
@@ -397,7 +399,7 @@ func (e *Engine) recorder(l *live) injectors.Recorder {
 		l.mu.Lock()
 		l.entry.Record = append(json.RawMessage(nil), rec...)
 		l.mu.Unlock()
-		return e.Ledger.Modify(ctx, l.entry.ID, func(en *safety.Entry) { en.Record = rec })
+		return e.Ledger.Modify(ctx, l.entry.ID, func(en *ledger.Entry) { en.Record = rec })
 	}
 }
 
@@ -438,19 +440,19 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 			last = finished[i]
 		}
 		if errs[i] != nil {
-			l.entry.State, l.entry.LastError = safety.StateRevertFailed, errs[i].Error()
+			l.entry.State, l.entry.LastError = ledger.StateRevertFailed, errs[i].Error()
 			l.res.Error = "revert: " + errs[i].Error()
 			failed = append(failed, fmt.Errorf("revert fault %q: %w", l.p.fault.Name, errs[i]))
 		} else {
 			at := finished[i]
-			l.entry.State, l.entry.RevertedAt = safety.StateReverted, &at
+			l.entry.State, l.entry.RevertedAt = ledger.StateReverted, &at
 			l.res.RevertedAt = &at
 		}
 		if l.res.AppliedAt != nil {
 			e.Metrics.FaultReverted(l.p.fault.Kind(), errs[i] == nil)
 		}
 	}
-	entries := make([]*safety.Entry, len(lives))
+	entries := make([]*ledger.Entry, len(lives))
 	for i, l := range lives {
 		entries[i] = l.entry
 	}
@@ -460,7 +462,7 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 		e.logger().Error("faults reverted but the ledger could not be updated", "err", err)
 		ledgerErr = fmt.Errorf("write ledger %s: %w", e.Ledger.Where(), err)
 	}
-	if open, err := safety.OpenEntries(rctx, e.Ledger); err == nil {
+	if open, err := ledger.OpenEntries(rctx, e.Ledger); err == nil {
 		e.Metrics.LedgerOutstanding(len(open))
 	}
 	return last, errors.Join(failed...), ledgerErr

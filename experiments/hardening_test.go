@@ -7,16 +7,16 @@ import (
 	"testing"
 
 	"github.com/faultline-dev/faultline/internal/testenv/local"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // failRevertRecord is the real file ledger with one injected error: the write that marks faults
 // reverted fails.
-type failRevertRecord struct{ *safety.FileLedger }
+type failRevertRecord struct{ *ledger.FileLedger }
 
-func (l failRevertRecord) Put(ctx context.Context, entries ...*safety.Entry) error {
+func (l failRevertRecord) Put(ctx context.Context, entries ...*ledger.Entry) error {
 	for _, e := range entries {
-		if e.State == safety.StateReverted {
+		if e.State == ledger.StateReverted {
 			return errors.New("injected: disk full")
 		}
 	}
@@ -25,8 +25,8 @@ func (l failRevertRecord) Put(ctx context.Context, entries ...*safety.Entry) err
 
 func TestLedgerWriteFailureAfterRevertIsInTheVerdict(t *testing.T) {
 	vs := local.StartVictims(t, 1)
-	eng, ledger := newEngine(t, nil)
-	eng.Ledger = failRevertRecord{ledger}
+	eng, led := newEngine(t, nil)
+	eng.Ledger = failRevertRecord{led}
 	rb := parse(t, header+"experiments:\n  - name: x\n    duration: 100ms\n    faults:\n%s", pauseFaults(vs))
 	res := eng.Run(context.Background(), rb, RunOptions{})
 	if res.Verdict != Aborted || res.ExitCode != 5 {
@@ -44,13 +44,13 @@ func TestLedgerWriteFailureAfterRevertIsInTheVerdict(t *testing.T) {
 
 func TestLedgerEntryNamesTheRunbook(t *testing.T) {
 	vs := local.StartVictims(t, 1)
-	eng, ledger := newEngine(t, nil)
+	eng, led := newEngine(t, nil)
 	// metadata.name (t) differs from environment.name (test) in header.
 	rb := parse(t, header+"experiments:\n  - name: x\n    duration: 50ms\n    faults:\n%s", pauseFaults(vs))
 	if res := eng.Run(context.Background(), rb, RunOptions{}); res.Verdict != Passed {
 		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
 	}
-	all, err := ledger.Entries(context.Background(), nil)
+	all, err := led.Entries(context.Background(), nil)
 	if err != nil || len(all) != 1 {
 		t.Fatalf("entries %v, err %v", all, err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // Load warm-up before the steady-state check: enough completed requests for a load guardrail to
@@ -21,7 +21,7 @@ const (
 
 // probeEnvFor gives one run's guardrails its own load hub, so that concurrent runs in the daemon
 // each judge their own traffic.
-func (e *Engine) probeEnvFor(hub *load.Hub) safety.ProbeEnv {
+func (e *Engine) probeEnvFor(hub *load.Hub) guardrail.ProbeEnv {
 	env := e.ProbeEnv
 	env.Extra = maps.Clone(env.Extra)
 	if env.Extra == nil {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // maxObservations bounds what one guardrail keeps in a result (a 250 ms guardrail over an hour
@@ -15,16 +15,16 @@ const maxObservations = 5000
 type obsLog struct {
 	e      *Engine
 	mu     sync.Mutex
-	order  []*safety.Guardrail
+	order  []*guardrail.Guardrail
 	byName map[string]*GuardrailResult
-	last   map[string]safety.Observation
+	last   map[string]guardrail.Observation
 }
 
-func newObsLog(gs []*safety.Guardrail, e *Engine) *obsLog {
-	l := &obsLog{e: e, order: gs, byName: map[string]*GuardrailResult{}, last: map[string]safety.Observation{}}
+func newObsLog(gs []*guardrail.Guardrail, e *Engine) *obsLog {
+	l := &obsLog{e: e, order: gs, byName: map[string]*GuardrailResult{}, last: map[string]guardrail.Observation{}}
 	for _, g := range gs {
 		l.byName[g.Name] = &GuardrailResult{Name: g.Name, Kind: g.Kind, Describe: g.Probe.Describe()}
-		if lim, ok := g.Probe.(safety.Limiter); ok {
+		if lim, ok := g.Probe.(guardrail.Limiter); ok {
 			if v, op, ok := lim.Limit(); ok {
 				l.byName[g.Name].Threshold, l.byName[g.Name].ThresholdOp = &v, op
 			}
@@ -33,8 +33,8 @@ func newObsLog(gs []*safety.Guardrail, e *Engine) *obsLog {
 	return l
 }
 
-func (l *obsLog) observer(phase string) func(*safety.Guardrail, safety.Observation) {
-	return func(g *safety.Guardrail, o safety.Observation) {
+func (l *obsLog) observer(phase string) func(*guardrail.Guardrail, guardrail.Observation) {
+	return func(g *guardrail.Guardrail, o guardrail.Observation) {
 		result := "pass"
 		switch {
 		case o.Error != "":

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // PlannedExperiment is what a dry run prints for one experiment.
@@ -32,7 +32,7 @@ type PlannedCheck struct {
 	For      string `json:"for"`
 }
 
-func plan(x runbooks.Experiment, acts []prepared, guards, hyps []*safety.Guardrail) PlannedExperiment {
+func plan(x runbooks.Experiment, acts []prepared, guards, hyps []*guardrail.Guardrail) PlannedExperiment {
 	p := PlannedExperiment{Name: x.Name, Duration: x.Duration.String()}
 	if x.Recovery != nil {
 		p.Recovery = x.Recovery.Within
@@ -45,7 +45,7 @@ func plan(x runbooks.Experiment, acts []prepared, guards, hyps []*safety.Guardra
 	return p
 }
 
-func planChecks(gs []*safety.Guardrail) []PlannedCheck {
+func planChecks(gs []*guardrail.Guardrail) []PlannedCheck {
 	var out []PlannedCheck
 	for _, g := range gs {
 		out = append(out, PlannedCheck{Name: g.Name, Describe: g.Probe.Describe(), Interval: g.Interval.String(), For: g.For.String()})
@@ -61,5 +61,5 @@ type Progress struct {
 	Since      time.Time     // when the phase began
 	Duration   time.Duration // the phase's planned length, when it has one
 	Guardrail  string        // set on an observation
-	Obs        *safety.Observation
+	Obs        *guardrail.Observation
 }

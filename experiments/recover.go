@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/injectors"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // RecoverOptions vary Recover.
 type RecoverOptions struct {
 	// Live reports whether an entry's owner is still running its experiment; such entries are
-	// left alone. Nil means safety.Owner.Alive (a local process check).
-	Live func(safety.Owner) bool
+	// left alone. Nil means ledger.Owner.Alive (a local process check).
+	Live func(ledger.Owner) bool
 	// Force reverts even entries of live owners.
 	Force bool
 	// DryRun lists what would be reverted.
@@ -35,13 +35,13 @@ type RecoverSummary struct {
 // asks each injector that leaves named artifacts to sweep those no live entry owns (once per
 // sweep scope). It is
 // `faultline recover`, and what every daemon start and every new leader runs first.
-func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry, env injectors.Env, opts RecoverOptions) (RecoverSummary, error) {
+func Recover(ctx context.Context, led ledger.Ledger, reg *injectors.Registry, env injectors.Env, opts RecoverOptions) (RecoverSummary, error) {
 	var sum RecoverSummary
 	live := opts.Live
 	if live == nil {
-		live = safety.Owner.Alive
+		live = ledger.Owner.Alive
 	}
-	open, err := safety.OpenEntries(ctx, ledger)
+	open, err := ledger.OpenEntries(ctx, led)
 	if err != nil {
 		return sum, err
 	}
@@ -68,12 +68,12 @@ func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry,
 		}
 		rerr := inj.Revert(rctx, e.Record, env)
 		now := time.Now()
-		merr := ledger.Modify(rctx, e.ID, func(en *safety.Entry) {
+		merr := led.Modify(rctx, e.ID, func(en *ledger.Entry) {
 			if rerr != nil {
-				en.State, en.LastError = safety.StateRevertFailed, rerr.Error()
+				en.State, en.LastError = ledger.StateRevertFailed, rerr.Error()
 				return
 			}
-			en.State, en.RevertedAt, en.LastError = safety.StateReverted, &now, ""
+			en.State, en.RevertedAt, en.LastError = ledger.StateReverted, &now, ""
 		})
 		if rerr != nil {
 			errs = append(errs, fmt.Errorf("revert %s (%s on %v): %w", e.ID, e.Kind, e.Targets, rerr))
@@ -110,7 +110,7 @@ func Recover(ctx context.Context, ledger safety.Ledger, reg *injectors.Registry,
 			sum.Lines = append(sum.Lines, fmt.Sprintf("removed leftover %s (%s) owned by no ledger entry", r, k))
 		}
 	}
-	if _, err := ledger.Prune(rctx, 7*24*time.Hour); err != nil {
+	if _, err := led.Prune(rctx, 7*24*time.Hour); err != nil {
 		errs = append(errs, err)
 	}
 	return sum, errors.Join(errs...)

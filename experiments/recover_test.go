@@ -9,7 +9,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/network"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // countingSweeper forwards to a real injector and counts its sweeps.
@@ -30,7 +30,7 @@ func (c countingSweeper) SweepScope() string {
 // TestRecoverSweepsEachScopeOnce: the four iptables kinds sweep the same chains, so Recover
 // sweeps them once; a second set of network injectors (another netns directory) is its own scope.
 func TestRecoverSweepsEachScopeOnce(t *testing.T) {
-	ledger, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	led, err := ledger.OpenFile(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestRecoverSweepsEachScopeOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Recover(context.Background(), ledger, reg, injectors.Env{}, RecoverOptions{}); err != nil {
+	if _, err := Recover(context.Background(), led, reg, injectors.Env{}, RecoverOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if sweeps != 1 {

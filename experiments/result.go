@@ -5,7 +5,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/load"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // Verdict is the outcome of an experiment or a whole run.
@@ -171,7 +171,7 @@ type GuardrailResult struct {
 	Truncated    int            `json:"truncated,omitempty"`
 
 	// Threshold is the limit the check compares each value with, for probes that have one
-	// (safety.Limiter); ThresholdOp is the comparison that passes ("<=", ">", ...).
+	// (guardrail.Limiter); ThresholdOp is the comparison that passes ("<=", ">", ...).
 	Threshold   *float64 `json:"threshold,omitempty"`
 	ThresholdOp string   `json:"thresholdOp,omitempty"`
 }
@@ -179,7 +179,7 @@ type GuardrailResult struct {
 // PhasedSample is an observation with the lifecycle phase it was made in.
 type PhasedSample struct {
 	Phase string `json:"phase"` // steady-state, during, after
-	safety.Observation
+	guardrail.Observation
 }
 
 // RecoveryResult is the outcome of the after phase.

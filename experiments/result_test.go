@@ -12,7 +12,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // gated wraps the real process-pause injector so that its record names the fault: the test can
@@ -97,7 +97,7 @@ func TestEachFaultRecordsItsOwnRevertTime(t *testing.T) {
 	// A failing test must not leave f1's revert waiting out the revert timeout.
 	t.Cleanup(release)
 	inj := gated{hold: map[string]chan struct{}{"f1": hold}, reverted: make(chan reverted, 2)}
-	eng, ledger := newEngine(t, inj)
+	eng, led := newEngine(t, inj)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	// A halt ends the window at once and makes the result carry the last revert time.
@@ -161,7 +161,7 @@ func TestEachFaultRecordsItsOwnRevertTime(t *testing.T) {
 		t.Errorf("halt %+v, want lastRevertedAt = f1's revertedAt %s", res.Halt, r1.Format(time.RFC3339Nano))
 	}
 
-	entries, err := ledger.Entries(context.Background(), func(*safety.Entry) bool { return true })
+	entries, err := led.Entries(context.Background(), func(*ledger.Entry) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestEachFaultRecordsItsOwnRevertTime(t *testing.T) {
 		default:
 			t.Fatalf("ledger entry for unknown fault %q", en.Fault)
 		}
-		if en.State != safety.StateReverted || en.RevertedAt == nil || !en.RevertedAt.Equal(want) {
+		if en.State != ledger.StateReverted || en.RevertedAt == nil || !en.RevertedAt.Equal(want) {
 			t.Errorf("ledger %s: state %s revertedAt %v, want reverted at %s", en.Fault, en.State, en.RevertedAt, want.Format(time.RFC3339Nano))
 		}
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // server is a real HTTP server on loopback whose latency and status the test controls.
@@ -60,11 +60,11 @@ func startGen(t *testing.T, s runbooks.LoadSpec) *Generator {
 	return g
 }
 
-func loadProbe(t *testing.T, g *Generator, p runbooks.LoadProbe) safety.Probe {
+func loadProbe(t *testing.T, g *Generator, p runbooks.LoadProbe) guardrail.Probe {
 	t.Helper()
 	hub := &Hub{}
 	hub.Push(g)
-	pr, err := NewProbe(&p, runbooks.Guardrail{Name: "p"}, safety.ProbeEnv{Extra: map[string]any{ProbeKind: hub}})
+	pr, err := NewProbe(&p, runbooks.Guardrail{Name: "p"}, guardrail.ProbeEnv{Extra: map[string]any{ProbeKind: hub}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestUnreachableTargetIsReportedBeforeAnyLoad(t *testing.T) {
 func TestProbeWithoutLoadOrTooFewRequestsIsAnError(t *testing.T) {
 	hub := &Hub{}
 	pr, err := NewProbe(&runbooks.LoadProbe{P95: &runbooks.LoadLatencyLimit{Max: runbooks.Duration(time.Second)}}, runbooks.Guardrail{},
-		safety.ProbeEnv{Extra: map[string]any{ProbeKind: hub}})
+		guardrail.ProbeEnv{Extra: map[string]any{ProbeKind: hub}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestProbeWithoutLoadOrTooFewRequestsIsAnError(t *testing.T) {
 	if _, err := pr.Check(context.Background()); err == nil {
 		t.Fatal("Check with no completed requests passed; want an evaluation error (fail closed)")
 	}
-	if _, err := NewProbe(&runbooks.LoadProbe{}, runbooks.Guardrail{}, safety.ProbeEnv{}); err == nil {
+	if _, err := NewProbe(&runbooks.LoadProbe{}, runbooks.Guardrail{}, guardrail.ProbeEnv{}); err == nil {
 		t.Fatal("a load probe without a hub was built")
 	}
 }
@@ -292,11 +292,11 @@ func TestHangingTargetIsSeenBeforeItsRequestsTimeOut(t *testing.T) {
 
 func TestProbeLimitIsTheFirstLimit(t *testing.T) {
 	pr, err := NewProbe(&runbooks.LoadProbe{P95: &runbooks.LoadLatencyLimit{Max: runbooks.Duration(300 * time.Millisecond)},
-		ErrorRatio: &runbooks.LoadRatioLimit{Max: 0.01}}, runbooks.Guardrail{}, safety.ProbeEnv{Extra: map[string]any{ProbeKind: &Hub{}}})
+		ErrorRatio: &runbooks.LoadRatioLimit{Max: 0.01}}, runbooks.Guardrail{}, guardrail.ProbeEnv{Extra: map[string]any{ProbeKind: &Hub{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, ok := pr.(safety.Limiter)
+	l, ok := pr.(guardrail.Limiter)
 	if !ok {
 		t.Fatal("the load probe gives the reports no limit")
 	}

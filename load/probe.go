@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // ProbeKind is the guardrail probe kind this package implements.
@@ -17,7 +17,7 @@ const ProbeKind = "load"
 
 // Hub is one run's loads: the runbook's, and an experiment's own while it runs (which the
 // guardrails then judge instead). The engine makes one per run and hands it to the probes
-// through safety.ProbeEnv.Extra[ProbeKind].
+// through guardrail.ProbeEnv.Extra[ProbeKind].
 type Hub struct {
 	mu    sync.Mutex
 	stack []*Generator
@@ -63,8 +63,8 @@ type probe struct {
 	minReq int
 }
 
-// NewProbe is the safety.ProbeFactory for load guardrails.
-func NewProbe(spec any, _ runbooks.Guardrail, env safety.ProbeEnv) (safety.Probe, error) {
+// NewProbe is the guardrail.ProbeFactory for load guardrails.
+func NewProbe(spec any, _ runbooks.Guardrail, env guardrail.ProbeEnv) (guardrail.Probe, error) {
 	s, ok := spec.(*runbooks.LoadProbe)
 	if !ok {
 		return nil, fmt.Errorf("load probe: unexpected spec %T", spec)
@@ -122,17 +122,17 @@ func (p *probe) limits() []limit {
 
 // Check judges the current load's last window. The observation's value is the first limit's
 // figure (p95 in seconds for `p95: {max: 300ms}`); the detail names every figure.
-func (p *probe) Check(_ context.Context) (safety.Observation, error) {
+func (p *probe) Check(_ context.Context) (guardrail.Observation, error) {
 	g := p.hub.Current()
 	if g == nil {
-		return safety.Observation{}, ErrNoLoad
+		return guardrail.Observation{}, ErrNoLoad
 	}
 	s := g.Snapshot(p.window)
 	if s.Requests+s.InFlight < p.minReq {
-		return safety.Observation{Time: time.Now()}, fmt.Errorf("only %d requests completed in the last %s and %d in flight (minRequests %d)",
+		return guardrail.Observation{Time: time.Now()}, fmt.Errorf("only %d requests completed in the last %s and %d in flight (minRequests %d)",
 			s.Requests, s.Window.Round(time.Millisecond), s.InFlight, p.minReq)
 	}
-	obs := safety.Observation{Time: time.Now(), Pass: true}
+	obs := guardrail.Observation{Time: time.Now(), Pass: true}
 	var details []string
 	for i, l := range p.limits() {
 		v := l.value(s)

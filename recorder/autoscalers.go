@@ -20,6 +20,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Autoscalers records how autoscalers reacted to an experiment: every HorizontalPodAutoscaler
@@ -230,7 +231,7 @@ func AutoscalersPreflight(kc *kubeclient.Client) func(ctx context.Context, rb *r
 				continue
 			}
 			if _, err := namedHPAs(ctx, kc, x.Record.Autoscalers); err != nil {
-				return injectors.Refusef("record.autoscalers", "experiment %q: %v", x.Name, err)
+				return policy.Refusef("record.autoscalers", "experiment %q: %v", x.Name, err)
 			}
 		}
 		return nil

@@ -27,7 +27,9 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // A control plane whose HPA controller really scales: metrics-server reads the pod CPU kwok
@@ -309,7 +311,7 @@ func TestAutoscalersNamed(t *testing.T) {
 		t.Errorf("Start with a missing HPA = %v, want it named as missing", err)
 	}
 	err = recorder.AutoscalersPreflight(kc)(ctx, missing)
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) || refused.Rule != "record.autoscalers" || !strings.Contains(err.Error(), ns+"/nope") {
 		t.Errorf("preflight = %v, want a refusal by record.autoscalers naming the HPA", err)
 	}
@@ -334,12 +336,12 @@ experiments:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	led, err := ledger.OpenFile(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	eng := &experiments.Engine{
-		Injectors: reg, Probes: safety.DefaultProbes(), InjectorEnv: env, Ledger: ledger, Logger: slog.New(slog.DiscardHandler),
+		Injectors: reg, Probes: guardrail.DefaultProbes(), InjectorEnv: env, Ledger: led, Logger: slog.New(slog.DiscardHandler),
 		Preflight: []experiments.Preflight{recorder.AutoscalersPreflight(kc)},
 		Recorders: []experiments.Recorder{&recorder.Autoscalers{}},
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // promSource records autoscalers faultline cannot watch from a PromQL query giving capacity per
@@ -44,7 +44,7 @@ type promSeries struct {
 }
 
 func newPromSource(spec *runbooks.AutoscalerPrometheus, log *slog.Logger) (*promSource, error) {
-	api, err := safety.NewPrometheusAPI(spec.Connection())
+	api, err := guardrail.NewPrometheusAPI(spec.Connection())
 	if err != nil {
 		return nil, fmt.Errorf("record.autoscalers prometheus %s: %w", spec.Name, err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // Breakers records circuit breakers from Prometheus (record: {breakers: [...]} in the runbook):
@@ -47,7 +47,7 @@ func (b *Breakers) Start(ctx context.Context, x *runbooks.Experiment, _ injector
 		if err != nil {
 			return nil, err
 		}
-		api, err := safety.NewPrometheusAPI(spec.Connection())
+		api, err := guardrail.NewPrometheusAPI(spec.Connection())
 		if err != nil {
 			return nil, fmt.Errorf("breakers %s: %w", spec.GroupName(), err)
 		}

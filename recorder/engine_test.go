@@ -14,7 +14,8 @@ import (
 	"github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // TestWorkloadsThroughEngine runs a runbook through the engine: the real pod-kill injector kills 2
@@ -54,14 +55,14 @@ experiments:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	led, err := ledger.OpenFile(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := envFor(t, c)
 	eng := &experiments.Engine{
-		Injectors: reg, Probes: safety.DefaultProbes(), ProbeEnv: safety.ProbeEnv{Kube: env.Kube},
-		InjectorEnv: env, Ledger: ledger, Logger: slog.New(slog.DiscardHandler),
+		Injectors: reg, Probes: guardrail.DefaultProbes(), ProbeEnv: guardrail.ProbeEnv{Kube: env.Kube},
+		InjectorEnv: env, Ledger: led, Logger: slog.New(slog.DiscardHandler),
 		Recorders: []experiments.Recorder{&recorder.Workloads{}},
 	}
 	res := eng.Run(ctx, rb, experiments.RunOptions{})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/internal/testenv/chromium"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // The long game day of the benchmark: two hours, 20 guardrails evaluated every 250 ms, 5 breakers
@@ -49,7 +49,7 @@ func longGameDay() *experiments.Result {
 			if (i+g*13)%(n/longSpikes) == n/longSpikes/2 {
 				v = 2
 			}
-			gr.Observations[i] = experiments.PhasedSample{Phase: "during", Observation: safety.Observation{Time: at(time.Duration(i) * 250 * time.Millisecond), Pass: v <= lim, Value: ptr(v)}}
+			gr.Observations[i] = experiments.PhasedSample{Phase: "during", Observation: guardrail.Observation{Time: at(time.Duration(i) * 250 * time.Millisecond), Pass: v <= lim, Value: ptr(v)}}
 		}
 		x.Guardrails = append(x.Guardrails, gr)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/injectors"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // The fixtures are results built with the result types, shaped like what the engine and the
@@ -30,7 +30,7 @@ func observations(from, to, interval time.Duration, limit float64, value func(ti
 		if d < 10*time.Second {
 			phase = "steady-state"
 		}
-		o := safety.Observation{Time: at(d), Pass: v <= limit, Value: ptr(v), Duration: 3 * time.Millisecond}
+		o := guardrail.Observation{Time: at(d), Pass: v <= limit, Value: ptr(v), Duration: 3 * time.Millisecond}
 		if !o.Pass {
 			o.Detail = fmt.Sprintf("latency %.3fs > %.3fs", v, limit)
 		}

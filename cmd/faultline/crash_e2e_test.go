@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // faultline is SIGKILLed at each point of the inject path; recover must leave the victim running
@@ -21,9 +21,9 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 		ledgerState string
 	}{
 		{"before-record", false, ""},
-		{"after-record", false, safety.StateRecorded},
-		{"after-apply", true, safety.StateRecorded},
-		{"observe", true, safety.StateApplied},
+		{"after-record", false, ledger.StateRecorded},
+		{"after-apply", true, ledger.StateRecorded},
+		{"observe", true, ledger.StateApplied},
 	}
 	for _, c := range cases {
 		t.Run(c.point, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestCrashSafetySIGKILLThenRecover(t *testing.T) {
 				// after the side effect, so the victim's state alone would race the ledger).
 				run.waitFor(t, 10*time.Second, "the fault to be applied and ledgered", func() bool {
 					open := openEntries(t, state)
-					return v.State() == "T" && len(open) == 1 && open[0].State == safety.StateApplied
+					return v.State() == "T" && len(open) == 1 && open[0].State == ledger.StateApplied
 				})
 			} else {
 				run.waitFor(t, 10*time.Second, "faultline to reach "+c.point, func() bool {

@@ -19,7 +19,7 @@ import (
 	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/internal/history"
 	"github.com/faultline-dev/faultline/internal/metrics"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 func (m *Main) daemonCommand() *cli.Command {
@@ -77,7 +77,7 @@ func (m *Main) daemon(c *cli.Context) error {
 	// The incarnation tells this process from an earlier one under the same identity (a pod's
 	// restarted container): the ledger entries and the Lease it writes carry it.
 	incarnation := daemon.NewIncarnation()
-	var ledger safety.Ledger
+	var led ledger.Ledger
 	var d *daemon.Daemon
 	opts := daemon.Options{Config: lc, ConfigPath: c.String("config"), Registry: reg, Logger: log, Identity: identity}
 	if lc.Ledger.Backend == "kubernetes" {
@@ -92,7 +92,7 @@ func (m *Main) daemon(c *cli.Context) error {
 		if ns == "" {
 			return exitWith(exitInvalid, errors.New("ledger.backend kubernetes needs ledger.namespace (or run in a pod)"))
 		}
-		ledger = &safety.KubeLedger{Client: cs, Namespace: ns}
+		led = &ledger.KubeLedger{Client: cs, Namespace: ns}
 		claims := &daemon.ConfigMapClaimer{Client: cs, Namespace: ns, TTL: max(lc.Ledger.Retention.D(), 48*time.Hour)}
 		opts.Claimer, opts.PriorStarts = claims, claims.Starts
 		if lc.LeaderElection != nil {
@@ -108,15 +108,15 @@ func (m *Main) daemon(c *cli.Context) error {
 			opts.Coordinator = &daemon.KubeCoordinator{Client: cs, Namespace: le.Namespace, LeaseName: le.LeaseName, Holder: holder, Log: log}
 		}
 	} else {
-		fl, err := safety.OpenLedger(ledgerPath(stateDir))
+		fl, err := ledger.OpenFile(ledgerPath(stateDir))
 		if err != nil {
 			return exitWith(exitAborted, fmt.Errorf("%w; the daemon does not start without its ledger", err))
 		}
-		ledger = fl
+		led = fl
 	}
-	eng, met := newEngine(reg, ledger, log)
+	eng, met := newEngine(reg, led, log)
 	withKube(eng, kc)
-	eng.Owner = safety.Self()
+	eng.Owner = ledger.Self()
 	eng.Owner.ID, eng.Owner.Incarnation = identity, incarnation
 	opts.Engine, opts.Env = eng, eng.InjectorEnv
 	opts.Metrics = metrics.NewDaemon(met.Registry)

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faultline-dev/faultline/internal/daemon"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // Two daemons share a Lease and a ledger in the cluster. The leader is SIGKILLed in the middle of
@@ -31,7 +31,7 @@ leaderElection: {namespace: %s, leaseDuration: %s, renewDeadline: 2s, retryPerio
 `, ns, ns, lease))
 	// Every minute, so that the test sees a real scheduled start (at most a minute away).
 	e.setCron(t, "* * * * *")
-	ledger := &safety.KubeLedger{Client: c.Client, Namespace: ns}
+	led := &ledger.KubeLedger{Client: c.Client, Namespace: ns}
 
 	daemons := map[string]*runningDaemon{}
 	for _, id := range []string{"replica-a", "replica-b"} {
@@ -43,7 +43,7 @@ leaderElection: {namespace: %s, leaseDuration: %s, renewDeadline: 2s, retryPerio
 		t.Fatalf("lease: %v", err)
 	}
 	leader := daemon.HolderIdentity(*l.Spec.HolderIdentity)
-	open, err := safety.OpenEntries(ctx, ledger)
+	open, err := ledger.OpenEntries(ctx, led)
 	if err != nil || len(open) != 1 || open[0].Owner.ID != leader {
 		t.Fatalf("cluster ledger before the kill: %+v (err %v), want one entry owned by %s", open, err, leader)
 	}
@@ -60,10 +60,10 @@ leaderElection: {namespace: %s, leaseDuration: %s, renewDeadline: 2s, retryPerio
 		t.Errorf("failover took %s, want about the lease duration (%s) plus a few seconds", failover, lease)
 	}
 	waitFor(t, 10*time.Second, "the ledger entry to be marked reverted", func() bool {
-		open, err := safety.OpenEntries(ctx, ledger)
+		open, err := ledger.OpenEntries(ctx, led)
 		return err == nil && len(open) == 0
 	})
-	all, err := ledger.Entries(ctx, nil)
+	all, err := led.Entries(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

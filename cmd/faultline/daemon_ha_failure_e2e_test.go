@@ -21,7 +21,7 @@ import (
 	"github.com/faultline-dev/faultline/internal/daemon"
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // haNamespace creates a namespace for one HA test's Lease, ledger and claims.
@@ -80,7 +80,7 @@ func TestDaemonSameIdentityRestartRevertsOwnOrphans(t *testing.T) {
 	if err := os.WriteFile(e.config, []byte(strings.Replace(string(b), `cron: "* * * * *"}`, `cron: "* * * * *", maxRunsPerDay: 1}`, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ledger := &safety.KubeLedger{Client: c.Client, Namespace: ns}
+	led := &ledger.KubeLedger{Client: c.Client, Namespace: ns}
 	states := map[string]string{"replica-a": t.TempDir(), "replica-b": t.TempDir()}
 	daemons := map[string]*runningDaemon{}
 	for id, st := range states {
@@ -93,7 +93,7 @@ func TestDaemonSameIdentityRestartRevertsOwnOrphans(t *testing.T) {
 	if st := daemons[leader].status(t); len(st.Schedules) != 1 || (st.Schedules[0].NextStart != nil && !st.Schedules[0].NextStart.After(time.Now())) {
 		t.Errorf("status during the scheduled run shows a stale next start: %+v", st.Schedules)
 	}
-	open, err := safety.OpenEntries(context.Background(), ledger)
+	open, err := ledger.OpenEntries(context.Background(), led)
 	if err != nil || len(open) != 1 || open[0].Owner.ID != leader || open[0].Owner.Incarnation == "" || holder != leader+"/"+open[0].Owner.Incarnation {
 		t.Fatalf("ledger before the kill: %+v (err %v); want one entry owned by %s with the Lease's incarnation (%s)", open, err, leader, holder)
 	}
@@ -113,7 +113,7 @@ func TestDaemonSameIdentityRestartRevertsOwnOrphans(t *testing.T) {
 		t.Errorf("the restarted replica took its dead predecessor for alive:\n%s", d.stderrText())
 	}
 	waitFor(t, 10*time.Second, "the ledger entry to be marked reverted", func() bool {
-		open, err := safety.OpenEntries(context.Background(), ledger)
+		open, err := ledger.OpenEntries(context.Background(), led)
 		return err == nil && len(open) == 0
 	})
 

@@ -9,7 +9,7 @@ import (
 	"github.com/faultline-dev/faultline/experiments"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/recorder"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // kubeFlags select the Kubernetes cluster. They are global (faultline --kubeconfig K run ...) and
@@ -48,7 +48,7 @@ func flagValue(c *cli.Context, name string) string {
 func withKube(eng *experiments.Engine, kc *kubeclient.Client) {
 	eng.InjectorEnv.Kube = kc
 	eng.ProbeEnv.Kube = kc
-	eng.Preflight = append(eng.Preflight, safety.KubernetesGuard(kc), recorder.AutoscalersPreflight(kc))
+	eng.Preflight = append(eng.Preflight, policy.KubernetesGuard(kc), recorder.AutoscalersPreflight(kc))
 }
 
 func (m *Main) clusterIDCommand() *cli.Command {

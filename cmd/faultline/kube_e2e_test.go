@@ -21,7 +21,7 @@ import (
 
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // Static tokens for the RBAC tests: users bound to exactly the roles in deploy/rbac/.
@@ -279,7 +279,7 @@ func TestKubeScaleToZeroSIGKILLThenRecover(t *testing.T) {
 					open := openEntries(t, state)
 					db, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db-2")
 					cache, _ := f.Replicas(f.Ctx(5*time.Second), "Deployment", "cache-2")
-					return len(open) == 1 && open[0].State == safety.StateApplied && db == 0 && cache == 0
+					return len(open) == 1 && open[0].State == ledger.StateApplied && db == 0 && cache == 0
 				})
 				if m := mustMin(t, f, "cache-2"); m != "1" {
 					t.Fatalf("hpa cache-2 minReplicas during the window = %s, want 1", m)
@@ -460,7 +460,7 @@ func TestKubeRBACClusterRole(t *testing.T) {
 	run.waitFor(t, 30*time.Second, "the statefulset to be at 0", func() bool {
 		n, _ := f.Replicas(f.Ctx(5*time.Second), "StatefulSet", "db")
 		open := openEntries(t, state)
-		return n == 0 && len(open) == 1 && open[0].State == safety.StateApplied
+		return n == 0 && len(open) == 1 && open[0].State == ledger.StateApplied
 	})
 	_ = run.cmd.Process.Kill()
 	<-run.done

@@ -19,7 +19,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // snapshot is the network state a fault may change in a namespace: the filter and nat tables of
@@ -109,7 +109,7 @@ func TestNetworkFaultsSurviveSIGKILLAndRecoverRestoresExactly(t *testing.T) {
 	run := startFaultline(t, nil, state, "run", rb)
 	run.waitFor(t, 20*time.Second, "both faults applied and ledgered", func() bool {
 		open := openEntries(t, state)
-		return len(open) == 2 && open[0].State == safety.StateApplied && open[1].State == safety.StateApplied
+		return len(open) == 2 && open[0].State == ledger.StateApplied && open[1].State == ledger.StateApplied
 	})
 	if err := run.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -236,10 +236,10 @@ func TestLatencyProxySurvivesSIGKILLAndRecoverRestoresExactly(t *testing.T) {
 	state := t.TempDir()
 	rb := runbook(t, latencyRunbook, map[string]string{"NS": l.A.Name, "Peer": l.B4.String(), "Port": fmt.Sprint(port), "Delay": delay.String()})
 	run := startFaultline(t, nil, state, "run", rb)
-	var entry *safety.Entry
+	var entry *ledger.Entry
 	run.waitFor(t, 20*time.Second, "the latency fault applied and ledgered", func() bool {
 		open := openEntries(t, state)
-		if len(open) == 1 && open[0].State == safety.StateApplied {
+		if len(open) == 1 && open[0].State == ledger.StateApplied {
 			entry = open[0]
 			return true
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // proxyStack is a `faultline proxy serve` process with one proxy, db, in front of an echo server.
@@ -172,7 +172,7 @@ func TestProxyToxicsSIGKILLThenRecoverOrLease(t *testing.T) {
 			run := startFaultline(t, nil, state, "run", rb)
 			run.waitFor(t, 10*time.Second, "the toxic applied and ledgered", func() bool {
 				open := openEntries(t, state)
-				return len(s.toxics(t)) == 1 && len(open) == 1 && open[0].State == safety.StateApplied
+				return len(s.toxics(t)) == 1 && len(open) == 1 && open[0].State == ledger.StateApplied
 			})
 			if err := run.cmd.Process.Kill(); err != nil {
 				t.Fatal(err)

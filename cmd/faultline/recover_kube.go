@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/faultline-dev/faultline/internal/daemon"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // recoverLedgerFlags choose the ledger recover reads: the CLI's file (default) or the daemon's
@@ -28,7 +28,7 @@ func recoverLedgerFlags() []cli.Flag {
 // recoverLedger opens the ledger the flags name, and says which owners are alive. In the cluster
 // an owner is alive while it holds the daemon's Lease (with its incarnation): a pid means nothing
 // from another machine, and a dead leader's entries are exactly what recover is for.
-func recoverLedger(c *cli.Context) (safety.Ledger, func(safety.Owner) bool, error) {
+func recoverLedger(c *cli.Context) (ledger.Ledger, func(ledger.Owner) bool, error) {
 	backend, ns, leaseName, leaseNS := c.String("ledger"), c.String("namespace"), c.String("lease-name"), ""
 	if path := c.String("daemon-config"); path != "" {
 		// Only the ledger and Lease are read: the runbooks the config names need not exist here
@@ -87,7 +87,7 @@ func recoverLedger(c *cli.Context) (safety.Ledger, func(safety.Owner) bool, erro
 		time.Since(l.Spec.RenewTime.Time) < time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
 		holder = *l.Spec.HolderIdentity
 	}
-	live := func(o safety.Owner) bool {
+	live := func(o ledger.Owner) bool {
 		switch {
 		case o.ID == "":
 			return o.Alive() // a CLI run's entry: its process on this host
@@ -99,5 +99,5 @@ func recoverLedger(c *cli.Context) (safety.Ledger, func(safety.Owner) bool, erro
 			return holder == daemon.Holder(o.ID, o.Incarnation)
 		}
 	}
-	return &safety.KubeLedger{Client: cs, Namespace: ns}, live, nil
+	return &ledger.KubeLedger{Client: cs, Namespace: ns}, live, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
 	"github.com/faultline-dev/faultline/load"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // registry lists every injector compiled into this build. It is the one place that names
@@ -29,8 +29,8 @@ func registry() (*injectors.Registry, error) {
 }
 
 // probes lists every guardrail probe compiled into this build.
-func probes(log *slog.Logger) (safety.Probes, safety.ProbeEnv) {
-	p := safety.DefaultProbes()
+func probes(log *slog.Logger) (guardrail.Probes, guardrail.ProbeEnv) {
+	p := guardrail.DefaultProbes()
 	p[load.ProbeKind] = load.NewProbe
-	return p, safety.ProbeEnv{Logger: log}
+	return p, guardrail.ProbeEnv{Logger: log}
 }

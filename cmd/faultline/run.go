@@ -22,7 +22,8 @@ import (
 	"github.com/faultline-dev/faultline/internal/metrics"
 	"github.com/faultline-dev/faultline/recorder"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func (m *Main) runCommand() *cli.Command {
@@ -114,7 +115,7 @@ func (m *Main) run(c *cli.Context) error {
 	ctx, cancel := context.WithCancelCause(c.Context)
 	defer cancel(nil)
 	if !c.Bool("dry-run") {
-		unregister, err := registerRun(stateDir, runState{RunID: runID, Runbook: rb.Metadata.Name, File: file, Owner: safety.Self(), StartedAt: time.Now()})
+		unregister, err := registerRun(stateDir, runState{RunID: runID, Runbook: rb.Metadata.Name, File: file, Owner: ledger.Self(), StartedAt: time.Now()})
 		if err != nil {
 			return exitWith(exitAborted, err)
 		}
@@ -174,12 +175,12 @@ func (m *Main) engine(stateDir string, log *slog.Logger) (*experiments.Engine, *
 	if err != nil {
 		return nil, nil, exitWith(exitAborted, err)
 	}
-	ledger, err := safety.OpenLedger(ledgerPath(stateDir))
+	led, err := ledger.OpenFile(ledgerPath(stateDir))
 	if err != nil {
 		// No ledger, no faults: a fault that cannot be recorded could not be recovered after a crash.
 		return nil, nil, exitWith(exitAborted, fmt.Errorf("%w; nothing was injected", err))
 	}
-	eng, met := newEngine(reg, ledger, log)
+	eng, met := newEngine(reg, led, log)
 	return eng, met, nil
 }
 
@@ -195,17 +196,17 @@ func (m *Main) dryRunEngine(stateDir string, log *slog.Logger) (*experiments.Eng
 
 // newEngine assembles an engine over a ledger (the file ledger for run and demo, the file or the
 // cluster ledger for the daemon).
-func newEngine(reg *injectors.Registry, ledger safety.Ledger, log *slog.Logger) (*experiments.Engine, *metrics.Metrics) {
+func newEngine(reg *injectors.Registry, led ledger.Ledger, log *slog.Logger) (*experiments.Engine, *metrics.Metrics) {
 	met := metrics.New()
 	pr, penv := probes(log)
 	return &experiments.Engine{
 		Injectors: reg,
 		Probes:    pr,
 		ProbeEnv:  penv,
-		Ledger:    ledger,
+		Ledger:    led,
 		Logger:    log,
 		Metrics:   met,
-		Preflight: []experiments.Preflight{safety.HostAllowed},
+		Preflight: []experiments.Preflight{policy.HostAllowed},
 		Recorders: []experiments.Recorder{&recorder.Workloads{}, &recorder.Autoscalers{}, &recorder.Breakers{Logger: log}},
 		Version:   version,
 	}, met

@@ -10,16 +10,16 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/experiments"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
-func openEntries(t testing.TB, stateDir string) []*safety.Entry {
+func openEntries(t testing.TB, stateDir string) []*ledger.Entry {
 	t.Helper()
-	l, err := safety.OpenLedger(filepath.Join(stateDir, "ledger.db"))
+	l, err := ledger.OpenFile(filepath.Join(stateDir, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, err := safety.OpenEntries(context.Background(), l)
+	open, err := ledger.OpenEntries(context.Background(), l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +109,9 @@ func TestSteadyStateFailureInjectsNothing(t *testing.T) {
 	}
 }
 
-func mustLedger(t testing.TB, state string) *safety.FileLedger {
+func mustLedger(t testing.TB, state string) *ledger.FileLedger {
 	t.Helper()
-	l, err := safety.OpenLedger(filepath.Join(state, "ledger.db"))
+	l, err := ledger.OpenFile(filepath.Join(state, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // runState is what a running `faultline run` leaves in <state-dir>/runs so that `faultline halt`
@@ -19,7 +19,7 @@ type runState struct {
 	RunID     string       `json:"runId"`
 	Runbook   string       `json:"runbook"`
 	File      string       `json:"file"`
-	Owner     safety.Owner `json:"owner"`
+	Owner     ledger.Owner `json:"owner"`
 	StartedAt time.Time    `json:"startedAt"`
 }
 

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // wellKnownStateDirs are where a ledger usually is: the CLI's default and the container image's.
@@ -47,8 +47,8 @@ func noLedgerError(stateDir string) error {
 }
 
 // openExistingLedger opens the ledger in stateDir without creating anything.
-func openExistingLedger(stateDir string) (*safety.FileLedger, error) {
-	l, err := safety.OpenExistingLedger(ledgerPath(stateDir))
+func openExistingLedger(stateDir string) (*ledger.FileLedger, error) {
+	l, err := ledger.OpenExisting(ledgerPath(stateDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, noLedgerError(stateDir)
 	}
@@ -61,13 +61,13 @@ type dryRunLedger struct{ where string }
 
 var errDryRunWrite = errors.New("a dry run does not write the ledger")
 
-func (l dryRunLedger) Put(context.Context, ...*safety.Entry) error { return errDryRunWrite }
+func (l dryRunLedger) Put(context.Context, ...*ledger.Entry) error { return errDryRunWrite }
 
-func (l dryRunLedger) Modify(context.Context, string, func(*safety.Entry)) error {
+func (l dryRunLedger) Modify(context.Context, string, func(*ledger.Entry)) error {
 	return errDryRunWrite
 }
 
-func (l dryRunLedger) Entries(context.Context, func(*safety.Entry) bool) ([]*safety.Entry, error) {
+func (l dryRunLedger) Entries(context.Context, func(*ledger.Entry) bool) ([]*ledger.Entry, error) {
 	return nil, nil
 }
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // recover, halt and a dry run never create a state directory; a missing one is named, not taken
@@ -41,9 +41,9 @@ func TestMissingStateDirIsNamedAndNotCreated(t *testing.T) {
 func TestRecoverDryRunSaysWhatItWouldDo(t *testing.T) {
 	state := t.TempDir()
 	l := mustLedger(t, state)
-	e := &safety.Entry{ID: "gone1-x-00", RunID: "gone1", Runbook: "rb", Experiment: "x", Fault: "f", Kind: "process-pause",
-		Targets: []string{"pid 1 (init)"}, State: safety.StateApplied, Record: []byte(`{}`),
-		Owner: safety.Owner{PID: 999999999, Host: "gone"}, RecordedAt: time.Now()}
+	e := &ledger.Entry{ID: "gone1-x-00", RunID: "gone1", Runbook: "rb", Experiment: "x", Fault: "f", Kind: "process-pause",
+		Targets: []string{"pid 1 (init)"}, State: ledger.StateApplied, Record: []byte(`{}`),
+		Owner: ledger.Owner{PID: 999999999, Host: "gone"}, RecordedAt: time.Now()}
 	if err := l.Put(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // PodKill is the pod-kill injector: delete pods chosen by mode, once or every interval; their
@@ -60,7 +61,7 @@ func (a *podKillAction) pick(ctx context.Context) ([]pod, error) {
 		return nil, err
 	}
 	if len(all) == 0 {
-		return nil, injectors.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
+		return nil, policy.Refusef("target", "no live pod matches %s", targetText(a.spec.PodTarget))
 	}
 	chosen := choose(all, count(a.spec.Mode, a.spec.Value, len(all), a.rng), a.rng)
 	if err := r.pol.CheckBlastRadius(footprint(chosen, all)); err != nil {
@@ -127,7 +128,7 @@ func (a *podKillAction) Sustain(ctx context.Context, rec injectors.Recorder, rep
 		case <-t.C:
 		}
 		picked, err := a.pick(ctx)
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -15,6 +15,7 @@ import (
 	kinj "github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func podKill(k runbooks.PodKill) runbooks.Fault { return runbooks.Fault{Name: "pk", PodKill: &k} }
@@ -178,7 +179,7 @@ func TestPodKillModesAndSelectors(t *testing.T) {
 
 func refusedRule(t *testing.T, err error) string {
 	t.Helper()
-	var r *injectors.RefusedError
+	var r *policy.RefusedError
 	if !errors.As(err, &r) {
 		t.Fatalf("want a refusal, got %v", err)
 	}

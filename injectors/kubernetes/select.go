@@ -25,7 +25,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // pod is a pod as the ledger records it. The UID tells it from a later pod with the same name
@@ -100,7 +100,7 @@ func replicasOf(p *int32) int {
 // duration of one Prepare or one round of a sustained fault.
 type resolver struct {
 	cs     k8s.Interface
-	pol    safety.KubePolicy
+	pol    policy.KubePolicy
 	ns     map[string]*corev1.Namespace
 	owners map[string]*workload // kind/namespace/name → top-level workload (nil: none)
 	rs     map[string]*appsv1.ReplicaSet
@@ -109,7 +109,7 @@ type resolver struct {
 func newResolver(cs k8s.Interface, env injectors.Env) *resolver {
 	return &resolver{
 		cs:     cs,
-		pol:    safety.KubePolicyFor(env.Policy, env.Kube.SelfNamespace()),
+		pol:    policy.KubePolicyFor(env.Policy, env.Kube.SelfNamespace()),
 		ns:     map[string]*corev1.Namespace{},
 		owners: map[string]*workload{},
 		rs:     map[string]*appsv1.ReplicaSet{},
@@ -126,7 +126,7 @@ func (r *resolver) clone() *resolver {
 func clientset(env injectors.Env) (k8s.Interface, error) {
 	cs, err := env.Kube.Clientset()
 	if err != nil {
-		return nil, injectors.Refusef("kubernetes", "%v", err)
+		return nil, policy.Refusef("kubernetes", "%v", err)
 	}
 	return cs, nil
 }
@@ -135,7 +135,7 @@ func clientset(env injectors.Env) (k8s.Interface, error) {
 // touched, and the fix is a permission, not a retry.
 func forbidden(err error) error {
 	if err != nil && apierrors.IsForbidden(err) {
-		return injectors.Refusef("kubernetes RBAC", "%v (see deploy/rbac/ for the role faultline needs)", err)
+		return policy.Refusef("kubernetes RBAC", "%v (see deploy/rbac/ for the role faultline needs)", err)
 	}
 	return err
 }
@@ -150,7 +150,7 @@ func (r *resolver) namespace(ctx context.Context, name string) (*corev1.Namespac
 	}
 	ns, err := r.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, injectors.Refusef("target", "namespace %s does not exist", name)
+		return nil, policy.Refusef("target", "namespace %s does not exist", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get namespace %s: %w", name, err)
@@ -166,7 +166,7 @@ func (r *resolver) getWorkload(ctx context.Context, ref runbooks.WorkloadRef) (*
 	}
 	w, err := r.fetch(ctx, ref.Kind, ref.Namespace, ref.Name)
 	if apierrors.IsNotFound(err) {
-		return nil, injectors.Refusef("target", "%s does not exist", ref)
+		return nil, policy.Refusef("target", "%s does not exist", ref)
 	}
 	if err != nil {
 		return nil, err
@@ -392,7 +392,7 @@ func (r *resolver) podsOf(ctx context.Context, t runbooks.PodTarget) ([]candidat
 		}
 	}
 	if len(notOptedIn) > 0 {
-		return nil, nil, safety.RefuseNotOptedIn(notOptedIn)
+		return nil, nil, policy.RefuseNotOptedIn(notOptedIn)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].pod, out[j].pod
@@ -407,8 +407,8 @@ func (r *resolver) podsOf(ctx context.Context, t runbooks.PodTarget) ([]candidat
 // footprint sums what killing the chosen pods takes from each workload. Bare pods count toward
 // maxPods and maxTargets only; a workload of a kind faultline cannot read is sized by its pods
 // among all the candidates.
-func footprint(chosen, all []candidate) safety.KubeFootprint {
-	f := safety.KubeFootprint{Targets: len(chosen), Pods: len(chosen)}
+func footprint(chosen, all []candidate) policy.KubeFootprint {
+	f := policy.KubeFootprint{Targets: len(chosen), Pods: len(chosen)}
 	idx := map[*workload]int{}
 	for _, c := range chosen {
 		if c.wl == nil {
@@ -427,7 +427,7 @@ func footprint(chosen, all []candidate) safety.KubeFootprint {
 					}
 				}
 			}
-			f.Workloads = append(f.Workloads, safety.WorkloadShare{Name: c.wl.String(), Replicas: replicas})
+			f.Workloads = append(f.Workloads, policy.WorkloadShare{Name: c.wl.String(), Replicas: replicas})
 		}
 		f.Workloads[i].Affected++
 	}

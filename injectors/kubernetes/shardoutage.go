@@ -23,7 +23,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // ShardOutage is the shard-outage injector: a whole shard (the pods a label selects, or one
@@ -179,10 +179,10 @@ func prepareScaleToZero(ctx context.Context, cs k8s.Interface, spec runbooks.Sha
 		}
 	}
 	if len(wls) == 0 {
-		return nil, injectors.Refusef("target", "no Deployment or StatefulSet whose pods match %s", targetText(spec.PodTarget))
+		return nil, policy.Refusef("target", "no Deployment or StatefulSet whose pods match %s", targetText(spec.PodTarget))
 	}
 	var notOptedIn, atZero []string
-	fp := safety.KubeFootprint{Targets: len(wls)}
+	fp := policy.KubeFootprint{Targets: len(wls)}
 	for _, w := range wls {
 		if !r.pol.OptedIn(w.Labels, w.Template, r.ns[w.Namespace].Labels) {
 			notOptedIn = append(notOptedIn, w.String())
@@ -191,14 +191,14 @@ func prepareScaleToZero(ctx context.Context, cs k8s.Interface, spec runbooks.Sha
 			atZero = append(atZero, w.String())
 		}
 		fp.Pods += w.Replicas
-		fp.Workloads = append(fp.Workloads, safety.WorkloadShare{Name: w.String(), Replicas: w.Replicas, Affected: w.Replicas})
+		fp.Workloads = append(fp.Workloads, policy.WorkloadShare{Name: w.String(), Replicas: w.Replicas, Affected: w.Replicas})
 	}
 	if len(notOptedIn) > 0 {
-		return nil, safety.RefuseNotOptedIn(notOptedIn)
+		return nil, policy.RefuseNotOptedIn(notOptedIn)
 	}
 	if len(atZero) > 0 {
 		sort.Strings(atZero)
-		return nil, injectors.Refusef("target", "%s already at 0 replicas: an outage that was not reverted? run 'faultline recover' (or scale it up) first", strings.Join(atZero, ", "))
+		return nil, policy.Refusef("target", "%s already at 0 replicas: an outage that was not reverted? run 'faultline recover' (or scale it up) first", strings.Join(atZero, ", "))
 	}
 	if err := r.pol.CheckBlastRadius(fp); err != nil {
 		return nil, err
@@ -493,7 +493,7 @@ func prepareKeepDown(ctx context.Context, cs k8s.Interface, spec runbooks.ShardO
 		return nil, err
 	}
 	if len(all) == 0 {
-		return nil, injectors.Refusef("target", "no live pod matches %s", targetText(spec.PodTarget))
+		return nil, policy.Refusef("target", "no live pod matches %s", targetText(spec.PodTarget))
 	}
 	if err := r.pol.CheckBlastRadius(footprint(all, all)); err != nil {
 		return nil, err

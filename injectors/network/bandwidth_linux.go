@@ -9,6 +9,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 	"github.com/vishvananda/netlink"
 )
 
@@ -82,7 +83,7 @@ func recordQdisc(q netlink.Qdisc, where string) (qdiscRecord, error) {
 		return r, nil
 	}
 	if restorable(q.Type()) == nil {
-		return qdiscRecord{}, injectors.Refusef("bandwidth.originalQdisc", "%s has root qdisc %s %s, which faultline cannot restore exactly after a bandwidth fault (it restores kernel defaults and explicit tbf and pfifo_fast qdiscs)", where, q.Type(), r.Handle)
+		return qdiscRecord{}, policy.Refusef("bandwidth.originalQdisc", "%s has root qdisc %s %s, which faultline cannot restore exactly after a bandwidth fault (it restores kernel defaults and explicit tbf and pfifo_fast qdiscs)", where, q.Type(), r.Handle)
 	}
 	params, err := json.Marshal(withoutStats(q))
 	if err != nil {
@@ -141,7 +142,7 @@ func (b *bandwidthInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 	link, err := h.LinkByName(spec.Interface)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
-		return nil, injectors.Refusef("bandwidth.interface", "there is no interface %q in netns %s", spec.Interface, tgt.Label)
+		return nil, policy.Refusef("bandwidth.interface", "there is no interface %q in netns %s", spec.Interface, tgt.Label)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("interface %s in netns %s: %w", spec.Interface, tgt.Label, err)
@@ -152,7 +153,7 @@ func (b *bandwidthInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 		return nil, err
 	}
 	if root.Attrs().Handle == tbfHandle {
-		return nil, injectors.Refusef("bandwidth.interface", "%s is already limited by a faultline bandwidth fault (tbf fa17:)", where)
+		return nil, policy.Refusef("bandwidth.interface", "%s is already limited by a faultline bandwidth fault (tbf fa17:)", where)
 	}
 	orig, err := recordQdisc(root, where)
 	if err != nil {
@@ -168,7 +169,7 @@ func (b *bandwidthInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 			return nil, err
 		}
 		if burst < frame {
-			return nil, injectors.Refusef("bandwidth.burst", "burst %s (%d bytes) is smaller than one frame on %s (%d bytes): no full-size packet would ever pass", spec.Burst, burst, where, frame)
+			return nil, policy.Refusef("bandwidth.burst", "burst %s (%d bytes) is smaller than one frame on %s (%d bytes): no full-size packet would ever pass", spec.Burst, burst, where, frame)
 		}
 	}
 	var limit uint64

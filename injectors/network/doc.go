@@ -27,7 +27,7 @@
 // exact hook rules per family.
 //
 // Namespaces are entered by running the iptables binaries from an OS thread that has setns'd into
-// the target namespace (see Target.Do for why). Prepare refuses (injectors.RefusedError, exit 4)
+// the target namespace (see Target.Do for why). Prepare refuses (policy.RefusedError, exit 4)
 // when the process lacks CAP_NET_ADMIN, the namespace does not exist, the iptables tools are
 // missing, or the fault's chain already exists.
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // ruleInjector handles the iptables kinds: partition, reject, loss and shard-isolation.
@@ -84,7 +85,7 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 		for _, fp := range fams {
 			for _, tool := range []string{fp.Family.iptables(), fp.Family.restore()} {
 				if _, err := exec.LookPath(tool); err != nil {
-					return injectors.Refusef("tool "+tool, "%s is not installed (apt-get install iptables)", tool)
+					return policy.Refusef("tool "+tool, "%s is not installed (apt-get install iptables)", tool)
 				}
 			}
 			ipt, err := iptables.New(iptables.IPFamily(fp.Family.proto()), iptables.Timeout(10))
@@ -96,7 +97,7 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 				return fmt.Errorf("%s in netns %s: %w", fp.Family.iptables(), tgt.Label, err)
 			}
 			if exists {
-				return injectors.Refusef("chain", "%s chain %s already exists in netns %s: a fault named %q of run %s is already applied", fp.Family.iptables(), chain, tgt.Label, name, env.RunID)
+				return policy.Refusef("chain", "%s chain %s already exists in netns %s: a fault named %q of run %s is already applied", fp.Family.iptables(), chain, tgt.Label, name, env.RunID)
 			}
 		}
 		return nil

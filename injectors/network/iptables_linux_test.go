@@ -20,6 +20,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func TestConformance(t *testing.T) {
@@ -411,7 +412,7 @@ func TestMissingNamespaceIsRefused(t *testing.T) {
 		network.KindBandwidth: {Bandwidth: &runbooks.Bandwidth{Netns: netns.Prefix + "does-not-exist", Interface: "eth0", Rate: "1mbit"}},
 	} {
 		_, err := injectorFor(t, kind).Prepare(ctx, f, newEnv(t))
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		if !errors.As(err, &refused) || refused.Rule != "netns" {
 			t.Fatalf("%s in a missing namespace: got %v, want a RefusedError by netns", kind, err)
 		}
@@ -420,7 +421,7 @@ func TestMissingNamespaceIsRefused(t *testing.T) {
 	// A path that exists but is no namespace is refused too.
 	_, err := injectorFor(t, network.KindReject).Prepare(ctx, runbooks.Fault{Reject: &runbooks.Reject{
 		NetworkTarget: runbooks.NetworkTarget{NetnsPath: "/etc/hostname"}}}, newEnv(t))
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) {
 		t.Fatalf("a regular file as namespace: got %v, want a RefusedError", err)
 	}
@@ -439,7 +440,7 @@ func TestRefusedWithoutNetAdmin(t *testing.T) {
 		}
 		_, err = injectorFor(t, network.KindPartition).Prepare(context.Background(), runbooks.Fault{
 			Partition: &runbooks.Partition{}}, newEnv(t))
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		if !errors.As(err, &refused) || !strings.Contains(refused.Rule, "CAP_NET_ADMIN") {
 			t.Fatalf("without CAP_NET_ADMIN: got %v, want a RefusedError naming CAP_NET_ADMIN", err)
 		}
@@ -593,7 +594,7 @@ func TestSameChainIsNeverTakenOver(t *testing.T) {
 	applied(t, inj, f, env)
 	during := snapshot(t, ns)
 	_, err = inj.Prepare(ctx, f, env)
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) || refused.Rule != "chain" {
 		t.Fatalf("Prepare of an applied fault: got %v, want a refusal", err)
 	}

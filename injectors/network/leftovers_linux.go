@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // RefuseLeftovers refuses a fault in t while the namespace holds a FAULTLINE-* chain labelled by
@@ -45,7 +45,7 @@ func RefuseLeftovers(ctx context.Context, t Target) error {
 		return err
 	}
 	if len(found) > 0 {
-		return injectors.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (with any existing --state-dir: it removes chains no live run owns)",
+		return policy.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (with any existing --state-dir: it removes chains no live run owns)",
 			t.Label, strings.Join(found, "; "))
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // A run killed without recovery leaves labelled chains; a new run with another ledger must refuse
@@ -44,7 +45,7 @@ func TestLeftoversOfADeadRunAreRefused(t *testing.T) {
 		t.Fatalf("helper process: %v\n%s", err, out)
 	}
 	_, err := inj.Prepare(ctx, fault, newEnv(t))
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) || refused.Rule != "leftovers" {
 		t.Fatalf("Prepare over a dead run's chains: %v, want a refusal by leftovers", err)
 	}

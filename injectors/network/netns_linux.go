@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -39,7 +39,7 @@ type Target struct {
 }
 
 // ResolveTarget turns a runbook's netns/netnsPath into a namespace that exists, or refuses
-// (injectors.RefusedError, rule "netns"); both empty is the namespace faultline runs in. Of the
+// (policy.RefusedError, rule "netns"); both empty is the namespace faultline runs in. Of the
 // options only NetnsDir matters: it is where names are looked up, and where aliases are searched.
 func ResolveTarget(name, path string, opts ...Option) (Target, error) {
 	return resolveTarget(newConfig(opts), name, path)
@@ -61,10 +61,10 @@ func resolveTarget(cfg *config, name, path string) (Target, error) {
 	}
 	id, err := nsID(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Target{}, injectors.Refusef("netns", "network namespace %q does not exist (%s not found; see `ip netns list`)", name, path)
+		return Target{}, policy.Refusef("netns", "network namespace %q does not exist (%s not found; see `ip netns list`)", name, path)
 	}
 	if err != nil {
-		return Target{}, injectors.Refusef("netns", "network namespace %q: %v", name, err)
+		return Target{}, policy.Refusef("netns", "network namespace %q: %v", name, err)
 	}
 	t := Target{Label: name, Path: path, ID: id}
 	if filepath.Dir(path) != filepath.Clean(cfg.netnsDir) {
@@ -247,7 +247,7 @@ func RequireNetAdmin() error {
 			return fmt.Errorf("parse CapEff %q: %w", v, err)
 		}
 		if caps&(1<<unix.CAP_NET_ADMIN) == 0 {
-			return injectors.Refusef("capability CAP_NET_ADMIN", "network faults change iptables rules and qdiscs, which needs CAP_NET_ADMIN; run faultline as root or grant it the capability (effective set is %#x)", caps)
+			return policy.Refusef("capability CAP_NET_ADMIN", "network faults change iptables rules and qdiscs, which needs CAP_NET_ADMIN; run faultline as root or grant it the capability (effective set is %#x)", caps)
 		}
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 	"github.com/vishvananda/netlink"
 )
 
@@ -339,14 +340,14 @@ func TestBandwidthRestoresTheOriginalQdisc(t *testing.T) {
 			}
 			_, err = injectorFor(t, network.KindBandwidth).Prepare(ctx, runbooks.Fault{Bandwidth: &runbooks.Bandwidth{
 				Netns: l.A.Name, Interface: l.AIf, Rate: "20mbit"}}, newEnv(t))
-			var refused *injectors.RefusedError
+			var refused *policy.RefusedError
 			if !errors.As(err, &refused) {
 				t.Fatalf("explicit %s root: got %v, want a refusal", q.Type(), err)
 			}
 			t.Log(err)
 		})
 	}
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	// So is an interface that does not exist.
 	_, err = injectorFor(t, network.KindBandwidth).Prepare(ctx, runbooks.Fault{Bandwidth: &runbooks.Bandwidth{
 		Netns: l.A.Name, Interface: "nope0", Rate: "20mbit"}}, newEnv(t))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Kill is the process-kill injector: a signal (SIGKILL by default), once or every interval.
@@ -43,7 +44,7 @@ func (Kill) Prepare(_ context.Context, f runbooks.Fault, env injectors.Env) (inj
 		return nil, err
 	}
 	if len(all) == 0 {
-		return nil, injectors.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
+		return nil, policy.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
 	}
 	rng := newRand()
 	picked, err := choose(all, spec.ProcessTarget, env.Policy, rng)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Pause is the process-pause injector: SIGSTOP for the window, SIGCONT on revert.
@@ -32,7 +33,7 @@ func (Pause) Prepare(_ context.Context, f runbooks.Fault, env injectors.Env) (in
 		return nil, err
 	}
 	if len(all) == 0 {
-		return nil, injectors.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
+		return nil, policy.Refusef("target", "no running process matches %s", targetText(spec.ProcessTarget))
 	}
 	picked, err := choose(all, spec.ProcessTarget, env.Policy, newRand())
 	if err != nil {

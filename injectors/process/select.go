@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // proc is a process identified beyond its pid: the start time tells it from a later process that
@@ -72,18 +72,18 @@ func candidates(t runbooks.ProcessTarget) ([]proc, error) {
 	if t.PidFile != "" {
 		b, err := os.ReadFile(t.PidFile)
 		if err != nil {
-			return nil, injectors.Refusef("pidFile", "read %s: %v", t.PidFile, err)
+			return nil, policy.Refusef("pidFile", "read %s: %v", t.PidFile, err)
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 		if err != nil || pid <= 0 {
-			return nil, injectors.Refusef("pidFile", "%s does not hold a pid: %q", t.PidFile, strings.TrimSpace(string(b)))
+			return nil, policy.Refusef("pidFile", "%s does not hold a pid: %q", t.PidFile, strings.TrimSpace(string(b)))
 		}
 		if pid == 1 || pid == self {
-			return nil, injectors.Refusef("pidFile", "%s names pid %d, which faultline never signals", t.PidFile, pid)
+			return nil, policy.Refusef("pidFile", "%s names pid %d, which faultline never signals", t.PidFile, pid)
 		}
 		p, err := readProc(pid)
 		if err != nil {
-			return nil, injectors.Refusef("pidFile", "%s names pid %d, which is not running", t.PidFile, pid)
+			return nil, policy.Refusef("pidFile", "%s names pid %d, which is not running", t.PidFile, pid)
 		}
 		return []proc{p}, nil
 	}
@@ -140,7 +140,7 @@ func choose(all []proc, t runbooks.ProcessTarget, pol runbooks.Policy, rng *rand
 		n = max(1, int(math.Ceil(float64(len(all))*t.Percent/100)))
 	}
 	if pol.MaxTargets > 0 && n > pol.MaxTargets {
-		return nil, injectors.Refusef("policy.maxTargets", "the fault would touch %d processes, the limit is %d", n, pol.MaxTargets)
+		return nil, policy.Refusef("policy.maxTargets", "the fault would touch %d processes, the limit is %d", n, pol.MaxTargets)
 	}
 	picked := append([]proc(nil), all...)
 	rng.Shuffle(len(picked), func(i, j int) { picked[i], picked[j] = picked[j], picked[i] })

@@ -16,6 +16,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // ProxyInjector is the "proxy" fault kind: a listener in front of an upstream, with toxics, for
@@ -153,7 +154,7 @@ func (a *proxyAction) Apply(ctx context.Context, _ injectors.Recorder) error {
 	ln, err := lc.Listen(ctx, "tcp", a.rec.Listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return injectors.Refusef("target", "cannot listen on %s: the address is in use", a.rec.Listen)
+			return policy.Refusef("target", "cannot listen on %s: the address is in use", a.rec.Listen)
 		}
 		return fmt.Errorf("proxy listen %s: %w", a.rec.Listen, err)
 	}

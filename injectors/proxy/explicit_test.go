@@ -17,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/injectortest"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // freeAddr returns a loopback address nothing listens on (the port was free a moment ago).
@@ -157,7 +158,7 @@ func TestProxyListenInUseIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = act.Apply(context.Background(), noRecord)
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) {
 		t.Fatalf("Apply on a busy address: %v, want a RefusedError", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Mechanisms a latency fault is applied with.
@@ -190,7 +191,7 @@ func (inj *LatencyInjector) Prepare(ctx context.Context, f runbooks.Fault, env i
 	a.rec = latencyRecord{Version: latencyRecordVersion, RunID: env.RunID, Fault: f.Name, Target: tgt}
 	a.ns = tgt
 	if !validRunID(env.RunID) {
-		return nil, injectors.Refusef("runID", "run ID %q cannot label iptables rules (letters, digits and ._:@+=/- only, at most 128)", env.RunID)
+		return nil, policy.Refusef("runID", "run ID %q cannot label iptables rules (letters, digits and ._:@+=/- only, at most 128)", env.RunID)
 	}
 	if err := a.choose(); err != nil {
 		return nil, err
@@ -224,9 +225,9 @@ func (a *latencyAction) choose() error {
 		case err != nil:
 			a.rec.Mechanism, a.reason = MechanismProxy, fmt.Sprintf("netem could not be probed: %v", err)
 		case s.Mechanism == MechanismNetem && !ok:
-			return injectors.Refusef("mechanism", "mechanism netem was asked for, but this %s (sch_netem): use mechanism auto or proxy", NetemMissing)
+			return policy.Refusef("mechanism", "mechanism netem was asked for, but this %s (sch_netem): use mechanism auto or proxy", NetemMissing)
 		case s.Mechanism == MechanismNetem && normal:
-			return injectors.Refusef("distribution", "netem is applied here without a distribution table, so it has only uniform jitter: use distribution uniform, or mechanism proxy for normal")
+			return policy.Refusef("distribution", "netem is applied here without a distribution table, so it has only uniform jitter: use distribution uniform, or mechanism proxy for normal")
 		case ok && !normal:
 			a.rec.Mechanism, a.reason = MechanismNetem, "kernel has netem"
 		case ok:
@@ -238,7 +239,7 @@ func (a *latencyAction) choose() error {
 		return fmt.Errorf("latency: unknown mechanism %q", s.Mechanism)
 	}
 	if a.rec.Mechanism == MechanismProxy && (s.Protocol == "udp" || s.Protocol == "icmp") {
-		return injectors.Refusef("mechanism", "protocol %s cannot be delayed: the transparent proxy handles TCP only (%s)", s.Protocol, a.reason)
+		return policy.Refusef("mechanism", "protocol %s cannot be delayed: the transparent proxy handles TCP only (%s)", s.Protocol, a.reason)
 	}
 	return nil
 }
@@ -258,7 +259,7 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 	for _, v6 := range []bool{false, true} {
 		if (v6 && a.v6) || (!v6 && a.v4) {
 			if f := familyOf(v6); !f.installed() {
-				return injectors.Refusef("tool "+f.restore, "the transparent proxy needs %s and %s on PATH (apt-get install iptables)", f.save, f.restore)
+				return policy.Refusef("tool "+f.restore, "the transparent proxy needs %s and %s on PATH (apt-get install iptables)", f.save, f.restore)
 			}
 		}
 	}
@@ -274,7 +275,7 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 			return fmt.Errorf("loopback of %s: %w", a.ns, err)
 		}
 		if lo.Attrs().Flags&net.FlagUp == 0 {
-			return injectors.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.ns)
+			return policy.Refusef("target", "loopback is down in %s: the transparent proxy's egress REDIRECT delivers to 127.0.0.1", a.ns)
 		}
 	}
 	if err := network.RefuseLeftovers(ctx, a.ns); err != nil {
@@ -290,7 +291,7 @@ func (a *latencyAction) prepareProxy(ctx context.Context) error {
 			return err
 		}
 		if t.has(a.rec.Chain) {
-			return injectors.Refusef("target", "nat chain %s already exists in %s: run %s fault %s is already applied (or was not reverted; faultline recover removes it)", a.rec.Chain, a.ns, a.rec.RunID, a.rec.Fault)
+			return policy.Refusef("target", "nat chain %s already exists in %s: run %s fault %s is already applied (or was not reverted; faultline recover removes it)", a.rec.Chain, a.ns, a.rec.RunID, a.rec.Fault)
 		}
 	}
 	a.rec.Families = nil
@@ -314,10 +315,10 @@ func (a *latencyAction) prepareNetem() error {
 		return err
 	}
 	if len(links) == 0 {
-		return injectors.Refusef("target", "%s has no interface to put netem on", a.ns)
+		return policy.Refusef("target", "%s has no interface to put netem on", a.ns)
 	}
 	if err := checkNetemFree(h, links); err != nil {
-		return injectors.Refusef("target", "%s: %v", a.ns, err)
+		return policy.Refusef("target", "%s: %v", a.ns, err)
 	}
 	for _, l := range links {
 		a.rec.Interfaces = append(a.rec.Interfaces, l.Attrs().Name)
@@ -505,7 +506,7 @@ func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) 
 		return err
 	}
 	if err := checkNetemFree(h, links); err != nil {
-		return injectors.Refusef("target", "%s: %v", a.ns, err)
+		return policy.Refusef("target", "%s: %v", a.ns, err)
 	}
 	a.rec.Interfaces = nil
 	for _, l := range links {

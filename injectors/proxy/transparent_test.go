@@ -24,6 +24,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/network"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func requireNet(t *testing.T) {
@@ -686,7 +687,7 @@ func TestLatencyNetem(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := inj.Prepare(ctx, f, env)
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		if !errors.As(err, &refused) || !strings.Contains(err.Error(), NetemMissing) {
 			t.Fatalf("mechanism netem without netem: %v, want a RefusedError naming %q", err, NetemMissing)
 		}
@@ -752,13 +753,13 @@ func TestLatencyRefusals(t *testing.T) {
 		f := latencyFault("r", l.A, "egress", l.B4, 80, 10*time.Millisecond, 0, "")
 		mutate(f.Latency)
 		_, err := inj.Prepare(ctx, f, env)
-		var refused *injectors.RefusedError
+		var refused *policy.RefusedError
 		if !errors.As(err, &refused) {
 			t.Errorf("%s: %v, want a RefusedError", name, err)
 		}
 	}
 	_, err := inj.Prepare(ctx, latencyFault("r", l.A, "egress", l.B4, 80, 10*time.Millisecond, 0, ""), injectors.Env{RunID: "bad id with spaces"})
-	var refused *injectors.RefusedError
+	var refused *policy.RefusedError
 	if !errors.As(err, &refused) {
 		t.Errorf("run ID that cannot label a rule: %v, want a RefusedError", err)
 	}

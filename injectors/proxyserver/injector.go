@@ -13,6 +13,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // Kind is the fault kind runbooks name as proxyToxics.
@@ -71,11 +72,11 @@ func (inj *Injector) Prepare(ctx context.Context, f runbooks.Fault, env injector
 	}
 	token, err := readToken(spec.TokenFile)
 	if err != nil {
-		return nil, injectors.Refusef("tokenFile", "%v", err)
+		return nil, policy.Refusef("tokenFile", "%v", err)
 	}
 	c, err := NewClient(spec.Server, token, nil)
 	if err != nil {
-		return nil, injectors.Refusef("target", "%v", err)
+		return nil, policy.Refusef("target", "%v", err)
 	}
 	lease := spec.Lease.D()
 	if lease == 0 {
@@ -94,9 +95,9 @@ func (inj *Injector) Prepare(ctx context.Context, f runbooks.Fault, env injector
 			}
 			names = strings.Join(ns, ", ")
 		}
-		return nil, injectors.Refusef("target", "proxy server %s runs no proxy %q (it runs: %s)", c.Base(), spec.Proxy, names)
+		return nil, policy.Refusef("target", "proxy server %s runs no proxy %q (it runs: %s)", c.Base(), spec.Proxy, names)
 	case err != nil:
-		return nil, injectors.Refusef("target", "cannot reach the proxy server: %v", err)
+		return nil, policy.Refusef("target", "cannot reach the proxy server: %v", err)
 	}
 	owner := Owner(env.RunID, f.Name)
 	return &action{

@@ -15,6 +15,7 @@ import (
 
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func toxicsFault(server, proxy string, lease time.Duration) runbooks.Fault {
@@ -95,7 +96,7 @@ func TestInjectorRefusesBeforeApplying(t *testing.T) {
 		{toxicsFault(dead, "db", 0), "cannot reach the proxy server"},
 	} {
 		_, err := NewInjector().Prepare(ctxT(t), c.fault, env)
-		var re *injectors.RefusedError
+		var re *policy.RefusedError
 		if !errors.As(err, &re) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want a refusal saying %q", c.fault.ProxyToxics.Proxy, err, c.want)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/safety/ledger"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,8 +19,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-
-	"github.com/faultline-dev/faultline/safety"
 )
 
 // LeaseElector returns an Options.Elect that holds a coordination.k8s.io Lease as holder
@@ -83,8 +82,8 @@ func NewIncarnation() string {
 // right only once this replica holds the lease: a replica that lost it halts its runs, a dead one
 // cannot revert anything, and a predecessor under the same identity (a restarted container) is
 // dead even though its name lives on. Entries without an incarnation are from before it existed.
-func NotSelf(identity, incarnation string) func(safety.Owner) bool {
-	return func(o safety.Owner) bool { return o.ID != identity || o.Incarnation != incarnation }
+func NotSelf(identity, incarnation string) func(ledger.Owner) bool {
+	return func(o ledger.Owner) bool { return o.ID != identity || o.Incarnation != incarnation }
 }
 
 // ConfigMapClaimer claims scheduled starts by creating a ConfigMap whose name is derived from

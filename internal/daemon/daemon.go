@@ -14,7 +14,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/metrics"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // Results stores finished runs (the history store implements it).
@@ -52,7 +52,7 @@ type Options struct {
 	Elect func(ctx context.Context, lead func(ctx context.Context)) error
 	// Orphaned reports whether a ledger entry's owner is gone (used when taking the lead).
 	// Nil means the local process check.
-	Orphaned func(safety.Owner) bool
+	Orphaned func(ledger.Owner) bool
 	// Coordinator shares pause and halts between replicas; nil for a single daemon.
 	Coordinator Coordinator
 	// PriorStarts lists a schedule's starts made by earlier processes or other replicas since
@@ -176,10 +176,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 }
 
-func (d *Daemon) recover(ctx context.Context, orphaned func(safety.Owner) bool) error {
+func (d *Daemon) recover(ctx context.Context, orphaned func(ledger.Owner) bool) error {
 	opts := experiments.RecoverOptions{}
 	if orphaned != nil {
-		opts.Live = func(o safety.Owner) bool { return !orphaned(o) }
+		opts.Live = func(o ledger.Owner) bool { return !orphaned(o) }
 	}
 	sum, err := experiments.Recover(ctx, d.o.Engine.Ledger, d.o.Registry, d.o.Env, opts)
 	for _, l := range sum.Lines {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/experiments"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // haltTimeout bounds how long a standby waits for the leader to answer a halt it forwarded:
@@ -161,7 +161,7 @@ func (d *Daemon) schedulingPaused(ctx context.Context) bool {
 
 // recoverUntilDone reverts orphaned faults, retrying with backoff until it succeeds (true) or
 // ctx ends (false). Meanwhile Recovery says why, and the metric shows it.
-func (d *Daemon) recoverUntilDone(ctx context.Context, orphaned func(safety.Owner) bool) bool {
+func (d *Daemon) recoverUntilDone(ctx context.Context, orphaned func(ledger.Owner) bool) bool {
 	wait := d.o.RecoveryBackoff
 	if wait <= 0 {
 		wait = time.Second

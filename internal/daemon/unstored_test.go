@@ -14,7 +14,8 @@ import (
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // refusingHistory is the one fake here: an injected storage error.
@@ -30,11 +31,11 @@ func TestResultHistoryRefusedIsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := safety.OpenLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	led, err := ledger.OpenFile(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := &experiments.Engine{Injectors: reg, Probes: safety.DefaultProbes(), Ledger: ledger, Logger: slog.New(slog.DiscardHandler)}
+	eng := &experiments.Engine{Injectors: reg, Probes: guardrail.DefaultProbes(), Ledger: led, Logger: slog.New(slog.DiscardHandler)}
 	rb, err := runbooks.Parse("t.yaml", []byte(fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
 kind: Runbook
 metadata: {name: t}

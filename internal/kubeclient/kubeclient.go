@@ -3,7 +3,7 @@
 // lazily so that a runbook without Kubernetes faults or probes never needs a cluster.
 //
 // One *Client is built per process by the command and shared by injectors, probes and recorders
-// through injectors.Env and safety.ProbeEnv. A nil *Client is valid: every method then reports that
+// through injectors.Env and guardrail.ProbeEnv. A nil *Client is valid: every method then reports that
 // no Kubernetes client is configured.
 package kubeclient
 

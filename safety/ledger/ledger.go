@@ -1,4 +1,8 @@
-package safety
+// Package ledger owns the record of every fault faultline applies: an entry is written before its
+// fault is applied, so that after any crash `faultline recover` (or the next daemon start) can
+// revert it from the record alone. It also owns owner liveness (is the run that wrote an entry
+// still alive?), which decides whose entries may be reverted.
+package ledger
 
 import (
 	"context"
@@ -141,9 +145,9 @@ var bucket = []byte("faults")
 // ErrLedger wraps every failure to read or write the ledger; the engine injects nothing without it.
 var ErrLedger = errors.New("fault ledger")
 
-// OpenLedger prepares the ledger at path, creating it and its directory. It fails if the ledger
+// OpenFile prepares the ledger at path, creating it and its directory. It fails if the ledger
 // cannot be written, which is the engine's signal to inject nothing.
-func OpenLedger(path string) (*FileLedger, error) {
+func OpenFile(path string) (*FileLedger, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("%w: create directory: %w", ErrLedger, err)
 	}

@@ -1,4 +1,4 @@
-package safety
+package policy
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
 )
@@ -25,20 +24,20 @@ func KubernetesGuard(kc *kubeclient.Client) func(ctx context.Context, rb *runboo
 		if want.Server != "" {
 			cfg, err := kc.Config()
 			if err != nil {
-				return injectors.Refusef("environment.kubernetes", "cannot tell which cluster this is: %v", err)
+				return Refusef("environment.kubernetes", "cannot tell which cluster this is: %v", err)
 			}
 			if !SameServer(cfg.Host, want.Server) {
-				return injectors.Refusef("environment.kubernetes.server",
+				return Refusef("environment.kubernetes.server",
 					"the client points at %s but the runbook is pinned to %s: this is not the cluster the runbook was written for", cfg.Host, want.Server)
 			}
 		}
 		if want.ClusterID != "" {
 			id, err := kc.Identity(ctx)
 			if err != nil {
-				return injectors.Refusef("environment.kubernetes.clusterID", "cannot verify the cluster's identity: %v", err)
+				return Refusef("environment.kubernetes.clusterID", "cannot verify the cluster's identity: %v", err)
 			}
 			if id.ClusterID != want.ClusterID {
-				return injectors.Refusef("environment.kubernetes.clusterID",
+				return Refusef("environment.kubernetes.clusterID",
 					"the cluster at %s has clusterID %s but the runbook is pinned to %s: this is not the cluster the runbook was written for",
 					id.Server, id.ClusterID, want.ClusterID)
 			}

@@ -1,7 +1,7 @@
-// Package safety owns everything that keeps an experiment safe: guardrails (compiled once,
-// evaluated many times), the policy checks made before anything is touched, and the fault ledger
-// that makes every applied fault revertible after a crash.
-package safety
+// Package guardrail owns the checks that watch a system before, during and after an experiment:
+// probes (HTTP, Prometheus, Kubernetes) compiled once from the runbook and evaluated many times,
+// the breach tracker, and the SLO queries and error budget built on Prometheus.
+package guardrail
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package safety_test
+package guardrail_test
 
 import (
 	"context"
@@ -13,29 +13,29 @@ import (
 
 	"github.com/faultline-dev/faultline/internal/testenv/prom"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // compileGuardrail loads a runbook holding one guardrail (YAML lines under "- name: g") through
 // the real loader and compiles it with the default probes.
-func compileGuardrail(t *testing.T, guardrail string) *safety.Guardrail {
+func compileGuardrail(t *testing.T, gr string) *guardrail.Guardrail {
 	t.Helper()
-	g, err := tryCompile(guardrail)
+	g, err := tryCompile(gr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
 }
 
-func tryCompile(guardrail string) (*safety.Guardrail, error) {
+func tryCompile(gr string) (*guardrail.Guardrail, error) {
 	doc := "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nenvironment: {name: t, type: local}\n" +
-		"guardrails:\n  - name: g\n" + guardrail +
+		"guardrails:\n  - name: g\n" + gr +
 		"experiments:\n  - name: x\n    duration: 1s\n    faults: [{processPause: {exe: sleep}}]\n"
 	rb, err := runbooks.Parse("rb.yaml", []byte(doc))
 	if err != nil {
 		return nil, err
 	}
-	gs, err := safety.Compile(rb.Guardrails, safety.DefaultProbes(), safety.ProbeEnv{})
+	gs, err := guardrail.Compile(rb.Guardrails, guardrail.DefaultProbes(), guardrail.ProbeEnv{})
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func setAndWait(t *testing.T, s *prom.Server, values map[string]float64) {
 }
 
 // mustJSON checks that an observation survives the result document's encoding.
-func mustJSON(t *testing.T, o safety.Observation) {
+func mustJSON(t *testing.T, o guardrail.Observation) {
 	t.Helper()
 	if _, err := json.Marshal(o); err != nil {
 		t.Fatalf("observation does not encode: %v (%+v)", err, o)
@@ -396,7 +396,7 @@ func TestSLOQuery(t *testing.T) {
 		{runbooks.SLO{Latency: &runbooks.LatencySLO{Histogram: "rpc_seconds", Quantile: 0.5, Window: runbooks.Duration(500 * time.Millisecond), Max: 1}},
 			`histogram_quantile(0.5, sum by (le) (rate(rpc_seconds_bucket[500ms])))`},
 	} {
-		q, _, err := safety.SLOQuery(&c.slo)
+		q, _, err := guardrail.SLOQuery(&c.slo)
 		if err != nil || q != c.want {
 			t.Errorf("SLOQuery = %q, %v\nwant           %q", q, err, c.want)
 		}

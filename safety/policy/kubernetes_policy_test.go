@@ -1,4 +1,4 @@
-package safety_test
+package policy_test
 
 import (
 	"context"
@@ -8,10 +8,9 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/internal/kubeclient"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 func TestSameServer(t *testing.T) {
@@ -28,7 +27,7 @@ func TestSameServer(t *testing.T) {
 		{"http://api.example.com:6443", "https://api.example.com:6443", false},
 		{"https://[::1]:6443", "https://[::1]:6443/", true},
 	} {
-		if got := safety.SameServer(tc.a, tc.b); got != tc.same {
+		if got := policy.SameServer(tc.a, tc.b); got != tc.same {
 			t.Errorf("SameServer(%q, %q) = %v", tc.a, tc.b, got)
 		}
 	}
@@ -36,7 +35,7 @@ func TestSameServer(t *testing.T) {
 
 func rule(t *testing.T, err error) string {
 	t.Helper()
-	var r *injectors.RefusedError
+	var r *policy.RefusedError
 	if !errors.As(err, &r) {
 		t.Fatalf("want a refusal, got %v", err)
 	}
@@ -50,7 +49,7 @@ func rule(t *testing.T, err error) string {
 // clusterID check against a live cluster is exercised end to end in cmd/faultline.
 func TestKubernetesGuardWithoutACluster(t *testing.T) {
 	rb := &runbooks.Runbook{}
-	if err := safety.KubernetesGuard(nil)(context.Background(), rb); err != nil {
+	if err := policy.KubernetesGuard(nil)(context.Background(), rb); err != nil {
 		t.Fatalf("runbook without environment.kubernetes: %v", err)
 	}
 	kc, err := kubeclient.FromConfig(&rest.Config{Host: "https://golden.example.com:6443"}, "")
@@ -58,22 +57,22 @@ func TestKubernetesGuardWithoutACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb.Environment.Kubernetes = &runbooks.KubernetesEnvironment{Server: "https://golden.example.com:6443/"}
-	if err := safety.KubernetesGuard(kc)(context.Background(), rb); err != nil {
+	if err := policy.KubernetesGuard(kc)(context.Background(), rb); err != nil {
 		t.Fatalf("matching server: %v", err)
 	}
 	rb.Environment.Kubernetes.Server = "https://prod.example.com:6443"
-	if r := rule(t, safety.KubernetesGuard(kc)(context.Background(), rb)); r != "environment.kubernetes.server" {
+	if r := rule(t, policy.KubernetesGuard(kc)(context.Background(), rb)); r != "environment.kubernetes.server" {
 		t.Fatalf("rule %s", r)
 	}
 	// No client configuration at all: refused, not guessed.
-	if r := rule(t, safety.KubernetesGuard(nil)(context.Background(), rb)); r != "environment.kubernetes" {
+	if r := rule(t, policy.KubernetesGuard(nil)(context.Background(), rb)); r != "environment.kubernetes" {
 		t.Fatalf("rule %s", r)
 	}
 }
 
 func TestKubePolicy(t *testing.T) {
 	no := false
-	p := safety.KubePolicyFor(runbooks.Policy{}, "chaos-system")
+	p := policy.KubePolicyFor(runbooks.Policy{}, "chaos-system")
 	for _, ns := range []string{"kube-system", "kube-public", "kube-node-lease", "chaos-system"} {
 		if r := rule(t, p.CheckNamespace(ns)); r != "namespace deny-list" {
 			t.Fatalf("%s: rule %s", ns, r)
@@ -91,11 +90,11 @@ func TestKubePolicy(t *testing.T) {
 	if p.OptedIn(map[string]string{runbooks.OptInLabel: "true"}) {
 		t.Fatal("only the value enabled opts in")
 	}
-	if !safety.KubePolicyFor(runbooks.Policy{RequireOptIn: &no}, "").OptedIn() {
+	if !policy.KubePolicyFor(runbooks.Policy{RequireOptIn: &no}, "").OptedIn() {
 		t.Fatal("requireOptIn: false")
 	}
 
-	fp := safety.KubeFootprint{Targets: 3, Pods: 3, Workloads: []safety.WorkloadShare{
+	fp := policy.KubeFootprint{Targets: 3, Pods: 3, Workloads: []policy.WorkloadShare{
 		{Name: "deployment shop/web", Replicas: 10, Affected: 2}, {Name: "statefulset shop/db", Replicas: 4, Affected: 1}}}
 	for _, tc := range []struct {
 		p    runbooks.Policy
@@ -109,7 +108,7 @@ func TestKubePolicy(t *testing.T) {
 		{runbooks.Policy{MaxPercent: 20}, "policy.maxPercent"}, // db: 1 of 4 = 25%
 		{runbooks.Policy{MaxPercent: 25}, ""},
 	} {
-		err := safety.KubePolicyFor(tc.p, "").CheckBlastRadius(fp)
+		err := policy.KubePolicyFor(tc.p, "").CheckBlastRadius(fp)
 		if tc.rule == "" {
 			if err != nil {
 				t.Errorf("%+v: %v", tc.p, err)

@@ -1,11 +1,10 @@
-package safety
+package policy
 
 import (
 	"fmt"
 	"sort"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -50,7 +49,7 @@ func KubePolicyFor(p runbooks.Policy, selfNamespace string) KubePolicy {
 // CheckNamespace refuses a denied namespace.
 func (p KubePolicy) CheckNamespace(ns string) error {
 	if why, ok := p.Denied[ns]; ok {
-		return injectors.Refusef("namespace deny-list", "namespace %s is %s and is never a target", ns, why)
+		return Refusef("namespace deny-list", "namespace %s is %s and is never a target", ns, why)
 	}
 	return nil
 }
@@ -77,7 +76,7 @@ func RefuseNotOptedIn(what []string) error {
 		more = fmt.Sprintf(" and %d more", len(what)-5)
 		what = what[:5]
 	}
-	return injectors.Refusef("policy.requireOptIn",
+	return Refusef("policy.requireOptIn",
 		"%s%s did not opt in: label the workload or its namespace %s=enabled, or set policy.requireOptIn: false",
 		strings.Join(what, ", "), more, runbooks.OptInLabel)
 }
@@ -99,10 +98,10 @@ type WorkloadShare struct {
 // CheckBlastRadius refuses a footprint beyond the policy's limits.
 func (p KubePolicy) CheckBlastRadius(f KubeFootprint) error {
 	if p.MaxTargets > 0 && f.Targets > p.MaxTargets {
-		return injectors.Refusef("policy.maxTargets", "the fault would touch %d targets, the limit is %d", f.Targets, p.MaxTargets)
+		return Refusef("policy.maxTargets", "the fault would touch %d targets, the limit is %d", f.Targets, p.MaxTargets)
 	}
 	if p.MaxPods > 0 && f.Pods > p.MaxPods {
-		return injectors.Refusef("policy.maxPods", "the fault would take down %d pods, the limit is %d", f.Pods, p.MaxPods)
+		return Refusef("policy.maxPods", "the fault would take down %d pods, the limit is %d", f.Pods, p.MaxPods)
 	}
 	if p.MaxWorkloads > 0 && len(f.Workloads) > p.MaxWorkloads {
 		names := make([]string, len(f.Workloads))
@@ -110,7 +109,7 @@ func (p KubePolicy) CheckBlastRadius(f KubeFootprint) error {
 			names[i] = w.Name
 		}
 		sort.Strings(names)
-		return injectors.Refusef("policy.maxWorkloads", "the fault would touch %d workloads (%s), the limit is %d",
+		return Refusef("policy.maxWorkloads", "the fault would touch %d workloads (%s), the limit is %d",
 			len(f.Workloads), strings.Join(names, ", "), p.MaxWorkloads)
 	}
 	if p.MaxPercent > 0 {
@@ -123,7 +122,7 @@ func (p KubePolicy) CheckBlastRadius(f KubeFootprint) error {
 				pct = 100 * float64(w.Affected) / float64(w.Replicas)
 			}
 			if pct > p.MaxPercent+1e-9 {
-				return injectors.Refusef("policy.maxPercent", "the fault would take %d of the %d replicas of %s (%.4g%%), the limit is %g%%",
+				return Refusef("policy.maxPercent", "the fault would take %d of the %d replicas of %s (%.4g%%), the limit is %g%%",
 					w.Affected, w.Replicas, w.Name, pct, p.MaxPercent)
 			}
 		}

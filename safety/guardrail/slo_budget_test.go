@@ -1,4 +1,4 @@
-package safety_test
+package guardrail_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/internal/testenv/prom"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // The error budget an experiment burned, from the real Prometheus: 1% errors against an SLO that
@@ -28,7 +28,7 @@ func TestErrorBudgetFromPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	br, ok := compileGuardrail(t, slo(`service="checkout"`)).Probe.(safety.ErrorBudgetReader)
+	br, ok := compileGuardrail(t, slo(`service="checkout"`)).Probe.(guardrail.ErrorBudgetReader)
 	if !ok {
 		t.Fatal("a Prometheus guardrail with an errorRatio SLO is not an ErrorBudgetReader")
 	}
@@ -44,16 +44,16 @@ func TestErrorBudgetFromPrometheus(t *testing.T) {
 		t.Fatalf("error ratio %v, want about 0.01", b.ErrorRatio)
 	}
 
-	b, err = compileGuardrail(t, slo(`service="clean"`)).Probe.(safety.ErrorBudgetReader).ErrorBudget(ctxFor(t, 10*time.Second), from, to)
+	b, err = compileGuardrail(t, slo(`service="clean"`)).Probe.(guardrail.ErrorBudgetReader).ErrorBudget(ctxFor(t, 10*time.Second), from, to)
 	if err != nil || b.ErrorRatio == nil || *b.ErrorRatio != 0 {
 		t.Errorf("a service without errors: ratio %v, err %v; want 0", b.ErrorRatio, err)
 	}
-	b, err = compileGuardrail(t, slo(`service="idle"`)).Probe.(safety.ErrorBudgetReader).ErrorBudget(ctxFor(t, 10*time.Second), from, to)
+	b, err = compileGuardrail(t, slo(`service="idle"`)).Probe.(guardrail.ErrorBudgetReader).ErrorBudget(ctxFor(t, 10*time.Second), from, to)
 	if err != nil || b.ErrorRatio != nil {
 		t.Errorf("a service without requests: ratio %v, err %v; want none", b.ErrorRatio, err)
 	}
 
-	if _, ok := compileGuardrail(t, promGuardrail(s.URL, "vector(1)", "<", 2, "")).Probe.(safety.ErrorBudgetReader); ok {
+	if _, ok := compileGuardrail(t, promGuardrail(s.URL, "vector(1)", "<", 2, "")).Probe.(guardrail.ErrorBudgetReader); ok {
 		t.Error("a guardrail with a plain query has no error budget, but is an ErrorBudgetReader")
 	}
 }

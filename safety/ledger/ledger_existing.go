@@ -1,4 +1,4 @@
-package safety
+package ledger
 
 import (
 	"fmt"
@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// OpenExistingLedger is OpenLedger for commands that only read or repair (recover, a dry run): it
+// OpenExisting is OpenFile for commands that only read or repair (recover, a dry run): it
 // creates neither the file nor its directory, so that a mistyped --state-dir is not answered with
 // a fresh, empty ledger. A missing ledger is an error wrapping fs.ErrNotExist.
-func OpenExistingLedger(path string) (*FileLedger, error) {
+func OpenExisting(path string) (*FileLedger, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLedger, err)
 	}

@@ -1,4 +1,4 @@
-package safety_test
+package guardrail_test
 
 import (
 	"context"
@@ -20,7 +20,8 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/internal/testenv/prom"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // BenchmarkPrometheusHaltLatency measures, over real trips through experiments.Engine, the time
@@ -49,11 +50,11 @@ func benchHaltLatency(b *testing.B, scrape time.Duration) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ledger, err := safety.OpenLedger(filepath.Join(b.TempDir(), "ledger.db"))
+	led, err := ledger.OpenFile(filepath.Join(b.TempDir(), "ledger.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng := &experiments.Engine{Injectors: reg, Probes: safety.DefaultProbes(), Ledger: ledger, Logger: slog.New(slog.DiscardHandler)}
+	eng := &experiments.Engine{Injectors: reg, Probes: guardrail.DefaultProbes(), Ledger: led, Logger: slog.New(slog.DiscardHandler)}
 	rb, err := runbooks.Parse("bench.yaml", []byte(fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
 kind: Runbook
 metadata: {name: bench}
@@ -136,8 +137,8 @@ experiments:
 // BenchmarkPrometheusGuardrails20 measures the CPU cost of evaluating 20 Prometheus guardrails
 // (8 plain queries, 6 error-ratio SLOs, 6 latency SLOs) against a real Prometheus.
 //
-//	cycle    one concurrent evaluation of all 20 (safety.CheckAll), back to back; CPU per cycle
-//	watch-1s safety.Watch with interval 1s for b.N seconds, as during an experiment
+//	cycle    one concurrent evaluation of all 20 (guardrail.CheckAll), back to back; CPU per cycle
+//	watch-1s guardrail.Watch with interval 1s for b.N seconds, as during an experiment
 //
 // CPU is this process's user+system time (getrusage) minus a baseline measured in the same run:
 // the same process idle for the same wall time (the test target is still scraped and the test
@@ -153,7 +154,7 @@ func BenchmarkPrometheusGuardrails20(b *testing.B) {
 	if _, err := s.WaitIngested(wctx, time.Now().Add(3*s.ScrapeInterval)); err != nil {
 		b.Fatal(err)
 	}
-	if !safety.CheckAll(ctx, gs, func(g *safety.Guardrail, o safety.Observation) {
+	if !guardrail.CheckAll(ctx, gs, func(g *guardrail.Guardrail, o guardrail.Observation) {
 		if !o.Pass {
 			b.Errorf("%s: %s %s", g.Name, o.Detail, o.Error)
 		}
@@ -164,7 +165,7 @@ func BenchmarkPrometheusGuardrails20(b *testing.B) {
 	b.Run("cycle", func(b *testing.B) {
 		cpu0, prom0, wall0 := cpuNow(b), procCPU(b, s.Pid()), time.Now()
 		for b.Loop() {
-			safety.CheckAll(ctx, gs, func(*safety.Guardrail, safety.Observation) {})
+			guardrail.CheckAll(ctx, gs, func(*guardrail.Guardrail, guardrail.Observation) {})
 		}
 		reportCPU(b, s, b.N, cpu0, prom0, wall0)
 	})
@@ -177,7 +178,7 @@ func BenchmarkPrometheusGuardrails20(b *testing.B) {
 		for b.Loop() {
 			// One Watch round per iteration: Watch evaluates at once, then every interval.
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
-			safety.Watch(wctx, gs, func(*safety.Guardrail, safety.Observation) {}, func(safety.Breach) {})
+			guardrail.Watch(wctx, gs, func(*guardrail.Guardrail, guardrail.Observation) {}, func(guardrail.Breach) {})
 			cancel()
 			cycles++
 		}
@@ -202,7 +203,7 @@ func reportCPU(b *testing.B, s *prom.Server, cycles int, cpu0, prom0 time.Durati
 		cycles, wall.Round(time.Millisecond), cpu, base, ms(perCycle), 100*float64(perCycle)/float64(time.Second), promCPU, pbase)
 }
 
-func compileMany(b *testing.B, addr string, n int) []*safety.Guardrail {
+func compileMany(b *testing.B, addr string, n int) []*guardrail.Guardrail {
 	var y strings.Builder
 	y.WriteString("apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nenvironment: {name: t, type: local}\nguardrails:\n")
 	for i := range n {
@@ -221,7 +222,7 @@ func compileMany(b *testing.B, addr string, n int) []*safety.Guardrail {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs, err := safety.Compile(rb.Guardrails, safety.DefaultProbes(), safety.ProbeEnv{})
+	gs, err := guardrail.Compile(rb.Guardrails, guardrail.DefaultProbes(), guardrail.ProbeEnv{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package safety
+package guardrail
 
 // Limiter is implemented by probes whose check compares one number with a fixed limit, so that
 // a report can draw the limit next to the observed values.

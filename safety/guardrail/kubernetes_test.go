@@ -1,4 +1,4 @@
-package safety_test
+package guardrail_test
 
 import (
 	"context"
@@ -18,15 +18,15 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/kube"
 	"github.com/faultline-dev/faultline/internal/testenv/kubefix"
 	"github.com/faultline-dev/faultline/runbooks"
-	"github.com/faultline-dev/faultline/safety"
+	"github.com/faultline-dev/faultline/safety/guardrail"
 )
 
 // compileKube compiles a one-guardrail runbook against the cluster the client configuration
 // points at.
-func compileKube(t *testing.T, cfg *rest.Config, guardrail string) *safety.Guardrail {
+func compileKube(t *testing.T, cfg *rest.Config, gr string) *guardrail.Guardrail {
 	t.Helper()
 	doc := "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nenvironment: {name: t, type: local}\n" +
-		"guardrails:\n  - name: g\n" + guardrail +
+		"guardrails:\n  - name: g\n" + gr +
 		"experiments:\n  - name: x\n    duration: 1s\n    faults: [{processPause: {exe: sleep}}]\n"
 	rb, err := runbooks.Parse("rb.yaml", []byte(doc))
 	if err != nil {
@@ -36,7 +36,7 @@ func compileKube(t *testing.T, cfg *rest.Config, guardrail string) *safety.Guard
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := safety.Compile(rb.Guardrails, safety.DefaultProbes(), safety.ProbeEnv{Kube: kc})
+	gs, err := guardrail.Compile(rb.Guardrails, guardrail.DefaultProbes(), guardrail.ProbeEnv{Kube: kc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestKubernetesGuardrail(t *testing.T) {
 	if d := workloadPct.Probe.Describe(); d != "deployment shop/checkout available replicas >= 80% of desired" {
 		t.Errorf("Describe() = %q", d)
 	}
-	for _, g := range []*safety.Guardrail{workloadPct, workloadMin, podsPct} {
+	for _, g := range []*guardrail.Guardrail{workloadPct, workloadMin, podsPct} {
 		o := g.Evaluate(ctx)
 		if !o.Pass || o.Value == nil || *o.Value != 5 {
 			t.Fatalf("%s: steady state: %+v", g.Probe.Describe(), o)
@@ -204,7 +204,7 @@ func TestKubernetesGuardrailNeedsClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = safety.Compile(rb.Guardrails, safety.DefaultProbes(), safety.ProbeEnv{})
+	_, err = guardrail.Compile(rb.Guardrails, guardrail.DefaultProbes(), guardrail.ProbeEnv{})
 	if err == nil || !strings.Contains(err.Error(), `guardrail "g": kubernetes guardrail needs a Kubernetes client: no Kubernetes client configured`) {
 		t.Fatalf("got %v", err)
 	}

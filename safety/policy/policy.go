@@ -1,4 +1,8 @@
-package safety
+// Package policy owns the refusals made before anything is touched: the host and golden-copy
+// guards, the Kubernetes namespace, opt-in and blast-radius rules, and RefusedError, the one error
+// type every injector returns for a refusal (exit code 4). Injectors depend on this package and
+// on nothing else of safety.
+package policy
 
 import (
 	"context"
@@ -7,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -27,5 +30,5 @@ func HostAllowed(_ context.Context, rb *runbooks.Runbook) error {
 			return nil
 		}
 	}
-	return injectors.Refusef("environment.hosts", "this host %q is not one of the environment's hosts (%s)", name, strings.Join(hosts, ", "))
+	return Refusef("environment.hosts", "this host %q is not one of the environment's hosts (%s)", name, strings.Join(hosts, ", "))
 }

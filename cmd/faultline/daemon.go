@@ -156,19 +156,14 @@ func (m *Main) daemon(c *cli.Context) error {
 		log.Warn("the API is served without TLS on a non-loopback address: bearer tokens travel in clear; set api.certFile and api.keyFile")
 	}
 	// Before the line below, which tells scripts the daemon is up: a SIGHUP must not kill it.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	reloads := watchReloads(d, srv)
+	defer reloads.stop()
 	// A stable line on stderr, whatever the log level: scripts and tests read the bound address.
 	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s, incarnation %s)\n", ln.Addr(), identity, incarnation)
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- srv.Serve(ctx, ln) }()
-	reload := func(ctx context.Context, source string) {
-		res, err := d.Reload(ctx, source)
-		srv.AuditReload(ctx, res, err)
-	}
-	go m.daemonHousekeeping(ctx, hup, srv, hist, reload, log)
-	go d.WatchConfig(ctx, c.Duration("config-watch-interval"), func(ctx context.Context) { reload(ctx, "file-watch") })
+	go m.daemonHousekeeping(ctx, srv, hist, log)
+	go reloads.run(ctx, c.Duration("config-watch-interval"))
 
 	runErr := d.Run(ctx)
 	stop()
@@ -181,10 +176,12 @@ func (m *Main) daemon(c *cli.Context) error {
 	return nil
 }
 
-// daemonHousekeeping reloads the API tokens and the config on SIGHUP (both are also reloaded
-// when their files change) and applies history retention by age hourly, so that it holds when no
-// run finishes.
-func (m *Main) daemonHousekeeping(ctx context.Context, hup <-chan os.Signal, srv *api.Server, hist *history.Store, reload func(context.Context, string), log *slog.Logger) {
+// daemonHousekeeping reloads the API tokens on SIGHUP (they are also reloaded when the file
+// changes) and applies history retention by age hourly, so that it holds when no run finishes.
+func (m *Main) daemonHousekeeping(ctx context.Context, srv *api.Server, hist *history.Store, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
@@ -197,7 +194,6 @@ func (m *Main) daemonHousekeeping(ctx context.Context, hup <-chan os.Signal, srv
 			} else {
 				log.Info("API tokens reloaded")
 			}
-			reload(ctx, "signal")
 		case <-tick.C:
 			if n, err := hist.Compact(ctx); err != nil {
 				log.Error("history retention", "err", err)

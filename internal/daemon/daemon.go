@@ -71,6 +71,15 @@ type Daemon struct {
 	log  *slog.Logger
 	gate schedule.Gate
 
+	// cfg holds the schedules and runbooks in force (Options.Config until a reload).
+	cfg atomic.Pointer[LoadedConfig]
+	// loops are the schedule loops of the current leadership term (see loops.go).
+	loops loopSet
+	// reloadMu serialises reloads; lastHash is what the config files hashed to when they were
+	// last read, so that the file watch reloads each change once.
+	reloadMu sync.Mutex
+	lastHash string
+
 	paused, leader, ready atomic.Bool
 
 	// runsWG counts run goroutines, so that shutdown waits for results to be stored.
@@ -85,15 +94,6 @@ type Daemon struct {
 	base                   context.Context // the daemon's lifetime; runs derive from it, not from API requests
 	// unstored are results history refused (see UnstoredResults).
 	unstored []UnstoredRun
-
-	// cfg holds the schedules and runbooks in force (Options.Config until a reload).
-	cfg atomic.Pointer[LoadedConfig]
-	// loops are the schedule loops of the current leadership term (see reload.go).
-	loops loopSet
-	// reloadMu serialises reloads; lastHash is what the config files hashed to when they were
-	// last read, so that the file watch reloads each change once.
-	reloadMu sync.Mutex
-	lastHash string
 }
 
 type activeRun struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -189,12 +189,16 @@ func TestDeployHelmChartMatchesKustomize(t *testing.T) {
 	same(t, "ServiceMonitor endpoints", he, ke)
 
 	// The real API server accepts every object the chart renders (server-side dry run: defaults,
-	// validation and admission run, nothing is stored).
+	// validation and admission run, nothing is stored), in a namespace of this test's own: the
+	// shared cluster's "faultline" may be going away after the kustomize test.
 	c := kubeCluster.Get(t)
 	ctx := context.Background()
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	dryNS := fmt.Sprintf("faultline-helm-%d", time.Now().UnixNano()%1e6)
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dryNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Client.CoreV1().Namespaces().Delete(context.Background(), dryNS, metav1.DeleteOptions{}) })
+	helmOut, _ = render(t, helm, "template", "faultline", chart, "--namespace", dryNS)
 	dryRun(t, c.Kubeconfig, helmOut)
 	// And with every option on: runbooks from values, a PostgreSQL DSN Secret, own Secret names.
 	values := filepath.Join(t.TempDir(), "values.yaml")
@@ -209,9 +213,9 @@ postgres: {dsnSecret: {name: history-db, key: dsn}}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fullOut, full := render(t, helm, "template", "faultline", chart, "--namespace", ns, "-f", values)
+	fullOut, full := render(t, helm, "template", "faultline", chart, "--namespace", dryNS, "-f", values)
 	dryRun(t, c.Kubeconfig, fullOut)
-	fd := convert[appsv1.Deployment](t, full["Deployment/"+ns+"/faultline"])
+	fd := convert[appsv1.Deployment](t, full["Deployment/"+dryNS+"/faultline"])
 	vols := map[string]corev1.Volume{}
 	for _, v := range fd.Spec.Template.Spec.Volumes {
 		vols[v.Name] = v
@@ -224,7 +228,7 @@ postgres: {dsnSecret: {name: history-db, key: dsn}}
 			t.Errorf("volume %s is mounted with subPath: the kubelet never updates such a file, and the daemon would not reload it", m.Name)
 		}
 	}
-	rb := full["ConfigMap/"+ns+"/faultline-runbooks"]
+	rb := full["ConfigMap/"+dryNS+"/faultline-runbooks"]
 	if rb == nil {
 		t.Fatal("no runbooks ConfigMap rendered from values")
 	}

@@ -116,7 +116,7 @@ func TestDeployHelmChartMatchesKustomize(t *testing.T) {
 	const ns = "faultline"
 
 	_, kobjs := render(t, "kubectl", "kustomize", filepath.Join(kust, "base"))
-	helmOut, hobjs := render(t, helm, "template", "faultline", chart, "--namespace", ns)
+	_, hobjs := render(t, helm, "template", "faultline", chart, "--namespace", ns)
 
 	delete(kobjs, "Namespace//"+ns)
 	for key := range kobjs {
@@ -198,7 +198,7 @@ func TestDeployHelmChartMatchesKustomize(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Client.CoreV1().Namespaces().Delete(context.Background(), dryNS, metav1.DeleteOptions{}) })
-	helmOut, _ = render(t, helm, "template", "faultline", chart, "--namespace", dryNS)
+	helmOut, _ := render(t, helm, "template", "faultline", chart, "--namespace", dryNS)
 	dryRun(t, c.Kubeconfig, helmOut)
 	// And with every option on: runbooks from values, a PostgreSQL DSN Secret, own Secret names.
 	values := filepath.Join(t.TempDir(), "values.yaml")

@@ -429,7 +429,15 @@ func (e *Engine) revertAll(ctx context.Context, env injectors.Env, lives []*live
 			l.mu.Lock()
 			rec := l.entry.Record
 			l.mu.Unlock()
-			errs[i] = l.p.inj.Revert(rctx, rec, env)
+			if rr, ok := l.p.inj.(injectors.RevertReporter); ok {
+				var evs []injectors.Event
+				evs, errs[i] = rr.RevertReport(rctx, rec, env)
+				l.mu.Lock()
+				l.res.Events = append(l.res.Events, evs...)
+				l.mu.Unlock()
+			} else {
+				errs[i] = l.p.inj.Revert(rctx, rec, env)
+			}
 			finished[i] = time.Now()
 		}()
 	}

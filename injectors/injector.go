@@ -65,6 +65,14 @@ type Sustainer interface {
 	Sustain(ctx context.Context, rec Recorder, report func(Event)) error
 }
 
+// RevertReporter is implemented by injectors whose revert has something to tell the result (the
+// transparent latency proxy: how many relayed connections the revert closed). The engine calls
+// RevertReport instead of Revert; it reverts exactly as Revert does, and its events go to the
+// fault's result.
+type RevertReporter interface {
+	RevertReport(ctx context.Context, record json.RawMessage, env Env) ([]Event, error)
+}
+
 // Describer is implemented by actions that can say, in words a human reads, what they put in place
 // (iptables rules, qdiscs, the latency mechanism chosen). It is called after Apply.
 type Describer interface {

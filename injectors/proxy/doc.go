@@ -25,7 +25,9 @@
 // request direction is delayed, so its round trip grows by the delay, as with netem on one side.
 // The proxy's own upstream connections carry SO_MARK Mark and return from the chain first, so
 // they do not loop. Revert removes the chain from the ledger record alone (unhook, flush, delete in
-// one iptables-restore transaction), then closes the listener after a short drain.
+// one iptables-restore transaction). In the process that runs the proxy it first replaces the
+// REDIRECT rules by one that keeps connection tracking on, and drains the relayed connections to
+// a response boundary (Proxy.Drain), so that none is reset or left hanging.
 //
 // Everything here is Linux's (iptables, network namespaces, SO_ORIGINAL_DST, SO_MARK); on other
 // systems Injectors returns nothing.

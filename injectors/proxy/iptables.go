@@ -193,6 +193,28 @@ func (s redirectSpec) install(ctx context.Context, ns network.Target) error {
 	return nil
 }
 
+// stopRedirect replaces chain's rules in ns by its label and a rule that matches conntrack state
+// only (see drainRelayed): new connections are no longer redirected, and connection tracking stays
+// on for the relayed ones until the chain is removed. Nothing is done when the chain is not there.
+func stopRedirect(ctx context.Context, ns network.Target, f family, chain string) error {
+	t, err := readNat(ctx, ns, f)
+	if err != nil {
+		return fmt.Errorf("stop redirecting in nat chain %s (%s): %w", chain, f.name, err)
+	}
+	rules := t.rules[chain]
+	if !t.has(chain) || len(rules) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	// The label stays first: it is how sweepers know whose chain this is.
+	fmt.Fprintf(&b, "*nat\n-F %s\n%s\n", chain, rules[0])
+	fmt.Fprintf(&b, "-A %s -m conntrack --ctstate NEW -m comment --comment %q -j RETURN\nCOMMIT\n", chain, "keeps connection tracking on while relayed connections drain")
+	if _, err := runIn(ctx, ns, strings.NewReader(b.String()), f.restore, "-w", "--noflush"); err != nil {
+		return fmt.Errorf("stop redirecting in nat chain %s (%s): %w", chain, f.name, err)
+	}
+	return nil
+}
+
 // natTable is a parsed `iptables-save -t nat`.
 type natTable struct {
 	chains []string            // user chains, in order

@@ -31,7 +31,8 @@ const (
 	MechanismProxy = "proxy"
 )
 
-// drainTimeout is how long a revert lets open proxied connections finish before closing them.
+// drainTimeout bounds how long a revert waits for relayed connections to reach a response
+// boundary and close (Proxy.Drain); those still open then are closed as they are.
 const drainTimeout = 2 * time.Second
 
 // revertTimeout bounds one revert; it runs on a context detached from the run's, which may
@@ -50,6 +51,8 @@ type LatencyInjector struct {
 	probe func() (bool, error)
 	// owner names the process in chain labels; selfOwner unless a test plays a dead process.
 	owner func() string
+	// DrainTimeout bounds the drain of a revert; drainTimeout when zero.
+	DrainTimeout time.Duration
 }
 
 // NewLatencyInjector returns the latency injector.
@@ -533,17 +536,30 @@ func (a *latencyAction) applyNetem(ctx context.Context, rec injectors.Recorder) 
 // Describe implements injectors.Describer: the mechanism and the rules or qdiscs in place.
 func (a *latencyAction) Describe() []string { return append([]string(nil), a.lines...) }
 
-// Revert implements injectors.Injector. The nat chain (or the root qdisc) is removed from the
-// record alone; a transparent proxy this process runs is then shut down, letting open
-// connections drain briefly. A proxy of a crashed process died with it: nothing is left of it
-// but the rules, which are removed here.
+// Revert implements injectors.Injector (RevertReport without its report).
 func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, env injectors.Env) error {
+	_, err := inj.RevertReport(ctx, record, env)
+	return err
+}
+
+var _ injectors.RevertReporter = (*LatencyInjector)(nil)
+
+// RevertReport implements injectors.RevertReporter. The nat chain (or the root qdisc) is removed
+// from the record alone. A transparent proxy this process runs is drained first (drainRelayed);
+// the event says how many relayed connections that closed. A proxy of a crashed process died
+// with it: nothing is left of it but the rules, which are removed here.
+func (inj *LatencyInjector) RevertReport(ctx context.Context, record json.RawMessage, env injectors.Env) ([]injectors.Event, error) {
 	rec, err := decodeLatencyRecord(record)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
 	defer cancel()
+	inj.mu.Lock()
+	p := inj.live[rec.ID]
+	delete(inj.live, rec.ID)
+	inj.mu.Unlock()
+	var events []injectors.Event
 	var errs []error
 	ns, gone, err := rec.Target.Locate()
 	switch {
@@ -558,6 +574,14 @@ func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, 
 			errs = append(errs, err)
 		}
 	case rec.Chain != "":
+		if p != nil {
+			ev, err := inj.drainRelayed(ctx, ns, rec, p)
+			events = append(events, ev)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			p = nil
+		}
 		for _, v6 := range []bool{false, true} {
 			f := familyOf(v6)
 			if !f.installed() {
@@ -571,19 +595,47 @@ func (inj *LatencyInjector) Revert(ctx context.Context, record json.RawMessage, 
 			}
 		}
 	}
-	// Rules first, so no new connection reaches the listener; then the listener.
-	inj.mu.Lock()
-	p := inj.live[rec.ID]
-	delete(inj.live, rec.ID)
-	inj.mu.Unlock()
 	if p != nil {
-		dctx, dcancel := context.WithTimeout(ctx, drainTimeout)
-		if err := p.Shutdown(dctx); err != nil {
+		// The namespace is gone (and the relayed connections with it), or there was no chain.
+		if _, err := p.Drain(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close latency proxy %s: %w", rec.ID, err))
 		}
-		dcancel()
 	}
-	return errors.Join(errs...)
+	return events, errors.Join(errs...)
+}
+
+// drainRelayed stops redirecting new connections and drains the proxy's relayed ones, before the
+// chain goes. The chain's REDIRECT rules are replaced by a rule that only matches conntrack state:
+// where nothing else in the namespace uses connection tracking, removing the last rule that does
+// turns it off, and a relayed connection's next packet then goes, untranslated, to the server,
+// which never saw its 4-tuple (a reset), while the proxy's FIN reaches the client from the
+// listener's address, which matches no socket there (a hang). Connections tracked from before
+// the fault, or never redirected, go on as they were.
+func (inj *LatencyInjector) drainRelayed(ctx context.Context, ns network.Target, rec latencyRecord, p *Proxy) (injectors.Event, error) {
+	start := time.Now()
+	var errs []error
+	for _, v6 := range []bool{false, true} {
+		if f := familyOf(v6); f.installed() && recordedFamily(rec, f.name) {
+			if err := stopRedirect(ctx, ns, f, rec.Chain); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	bound := inj.DrainTimeout
+	if bound <= 0 {
+		bound = drainTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, bound)
+	st, err := p.Drain(dctx)
+	cancel()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("close latency proxy %s: %w", rec.ID, err))
+	}
+	took := time.Since(start)
+	ev := injectors.Event{Time: time.Now(), Message: fmt.Sprintf(
+		"revert closed %d relayed connections of the transparent proxy (%d at a response boundary with FIN, %d forced at the %s drain bound) in %s",
+		st.Closed, st.Closed-st.Forced, st.Forced, bound, took.Round(time.Millisecond))}
+	return ev, errors.Join(errs...)
 }
 
 func revertNetem(ns network.Target, rec latencyRecord) error {

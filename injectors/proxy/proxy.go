@@ -56,13 +56,17 @@ type Proxy struct {
 	toxics  []Toxic
 	changed chan struct{} // closed and replaced on every SetToxics
 	conns   map[*conn]struct{}
-	closed  bool
+	closed  bool // the listener is closed
+	// draining: Drain has begun, every connection registered from now on drains at once;
+	// forced: Close has begun, a connection registering now is closed at once.
+	draining, forced bool
 
 	wg   sync.WaitGroup
 	bufs sync.Pool // bufSize chunks of the toxic path
 	big  sync.Pool // bigBufSize buffers of the fast path
 
 	accepted, proxied, dialErrors atomic.Int64
+	drained                       atomic.Int64 // connections a Drain has closed or is closing
 }
 
 // Start validates the configuration and starts accepting connections.
@@ -149,6 +153,7 @@ func (p *Proxy) current() ([]Toxic, <-chan struct{}) {
 func (p *Proxy) Close() error {
 	err := p.stopAccepting()
 	p.mu.Lock()
+	p.forced = true
 	conns := make([]*conn, 0, len(p.conns))
 	for c := range p.conns {
 		conns = append(conns, c)
@@ -162,23 +167,11 @@ func (p *Proxy) Close() error {
 	return err
 }
 
-// Shutdown stops accepting, removes every toxic (held and delayed data is released) and lets
-// open connections, and those still connecting to their upstream, finish until ctx ends; then it
-// closes the rest like Close.
+// Shutdown is Drain without its figures: open connections, and those still connecting to their
+// upstream, are closed at their next response boundary until ctx ends, the rest then.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	err := p.stopAccepting()
-	_ = p.SetToxics()
-	// With the listener closed, the wait group counts only connection handlers.
-	idle := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(idle)
-	}()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-	}
-	return errors.Join(err, p.Close())
+	_, err := p.Drain(ctx)
+	return err
 }
 
 func (p *Proxy) stopAccepting() error {
@@ -234,11 +227,12 @@ func (p *Proxy) handle(client net.Conn) {
 		return
 	}
 	p.proxied.Add(1)
-	c := &conn{p: p, client: client, server: server, start: time.Now(), done: make(chan struct{}), viewCh: make(chan struct{})}
+	c := &conn{p: p, client: client, server: server, start: time.Now(), done: make(chan struct{}), viewCh: make(chan struct{}), draining: make(chan struct{})}
+	c.drain.wake = make(chan struct{}, 1)
 	// The view is drawn and the connection registered in one critical section with SetToxics,
 	// so a change is either seen here or installed by SetToxics, never missed.
 	p.mu.Lock()
-	if p.closed {
+	if p.forced {
 		p.mu.Unlock()
 		_ = client.Close()
 		_ = server.Close()
@@ -247,19 +241,34 @@ func (p *Proxy) handle(client net.Conn) {
 	c.view.Store(newView(p.toxics))
 	changed := p.changed
 	p.conns[c] = struct{}{}
+	if p.draining {
+		// Accepted before the listener closed, connected since: served, and drained.
+		c.startDrain()
+	}
 	p.mu.Unlock()
 
 	up := &link{c: c, dir: Upstream, src: client, dst: server}
 	down := &link{c: c, dir: Downstream, src: server, dst: client}
 	var links sync.WaitGroup
 	links.Add(2)
+	downDone := make(chan struct{})
 	go func() { defer links.Done(); up.run() }()
-	go func() { defer links.Done(); down.run() }()
+	go func() { defer links.Done(); down.run(); close(downDone) }()
 	watched := make(chan struct{})
 	go func() { defer close(watched); c.watch(changed) }()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		select {
+		case <-c.draining:
+			c.closeWhenIdle(downDone)
+		case <-c.done:
+		}
+	}()
 	links.Wait()
 	c.shut(false)
 	<-watched
+	<-drained
 
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -278,6 +287,9 @@ type conn struct {
 
 	once sync.Once
 	done chan struct{} // closed when the connection is shut
+
+	drain    connDrain
+	draining chan struct{} // closed when the connection starts draining
 }
 
 // shut closes both sides once: with an RST if reset, else normally.
@@ -484,6 +496,8 @@ func (l *link) fast() bool {
 			err = os.NewSyscallError("read", rerr)
 		case n == 0:
 			err = io.EOF
+		case !l.c.admit(l.dir, n):
+			// Draining, past the response boundary: the client's data is dropped.
 		case l.c.view.Load().link(l.dir) != nil:
 			// The toxics changed while this read was in flight: the deadline that wakes a blocked
 			// read can lose the race with data arriving, and the read then completes. The data
@@ -495,6 +509,7 @@ func (l *link) fast() bool {
 			return true
 		default:
 			_, err = l.dst.Write(buf[:n])
+			l.c.written(l.dir, n)
 			bulk = n == len(buf) || (bulk && n >= len(buf)/4)
 		}
 		if big != nil {
@@ -584,6 +599,9 @@ func (l *link) slow() bool {
 		}
 		b := l.c.p.bufs.Get().(*[]byte)
 		n, err := l.src.Read((*b)[:limit])
+		if n > 0 && !l.c.admit(l.dir, n) {
+			n = 0 // draining, past the response boundary: dropped
+		}
 		if n > 0 {
 			if !l.send(b, n) {
 				return false
@@ -656,6 +674,7 @@ func (l *link) write() {
 			continue // shut: drain the queue
 		}
 		_, err := l.dst.Write((*ch.buf)[:ch.n])
+		l.c.written(l.dir, ch.n)
 		l.c.p.bufs.Put(ch.buf)
 		if err != nil {
 			l.c.shut(isReset(err))

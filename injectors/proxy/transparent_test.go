@@ -27,7 +27,7 @@ import (
 	"github.com/faultline-dev/faultline/safety/policy"
 )
 
-func requireNet(t *testing.T) {
+func requireNet(t testing.TB) {
 	t.Helper()
 	netns.Require(t, "iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore")
 }
@@ -74,7 +74,7 @@ func echoIn(t *testing.T, ns *netns.NS, addr netip.Addr) uint16 {
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
-func dialIn(t *testing.T, ns *netns.NS, to netip.AddrPort) net.Conn {
+func dialIn(t testing.TB, ns *netns.NS, to netip.AddrPort) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

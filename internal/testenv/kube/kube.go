@@ -61,6 +61,7 @@ type options struct {
 	apiserverArgs         []string
 	controllerManagerArgs []string
 	metricsServer         bool
+	realNode              bool
 }
 
 // WithTokens adds static tokens to the apiserver's token file (they can only be set at start);
@@ -106,6 +107,7 @@ type Cluster struct {
 	procs []*process
 
 	metrics bool // started WithMetricsServer
+	pki     *pki
 }
 
 // DefaultBinDir is $FAULTLINE_KUBE_BIN, or else the bin directory scripts/testenv-kube fills:
@@ -202,6 +204,12 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 		return fmt.Errorf("make certificates: %w", err)
 	}
 	c.caPEM = pki.caPEM
+	c.pki = pki
+	if o.realNode {
+		if err := pki.addKubeletClient(); err != nil {
+			return fmt.Errorf("make certificates: %w", err)
+		}
+	}
 	if c.adminToken, err = randomToken(); err != nil {
 		return err
 	}
@@ -253,7 +261,7 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 				"--service-account-issuer", "https://kubernetes.default.svc",
 				"--service-account-key-file", pki.saPub, "--service-account-signing-key-file", pki.saKey,
 				"--service-cluster-ip-range", "10.96.0.0/16",
-				"--authorization-mode", "RBAC", "--token-auth-file", tokenFile,
+				"--authorization-mode", authorizationMode(o), "--token-auth-file", tokenFile,
 				"--allow-privileged=true",
 				// The aggregation layer, for metrics-server and other extension apiservers.
 				"--requestheader-client-ca-file", pki.frontProxyCA,
@@ -262,6 +270,9 @@ func (c *Cluster) start(ctx context.Context, binDir string, o options) error {
 				"--requestheader-group-headers", "X-Remote-Group",
 				"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
 				"--proxy-client-cert-file", pki.proxyClientCert, "--proxy-client-key-file", pki.proxyKey,
+			}
+			if o.realNode {
+				args = append(args, realNodeAPIServerArgs(pki)...)
 			}
 			return append(args, o.apiserverArgs...)
 		},

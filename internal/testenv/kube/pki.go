@@ -24,6 +24,11 @@ type pki struct {
 	proxyClientCert, proxyKey string // front-proxy-client certificate used by kube-apiserver towards aggregated APIs
 	saKey, saPub              string // service-account signing key pair (RSA)
 	caPEM                     []byte
+
+	dir string
+	ca  *keyPair // signs the certificates made after start: kubelet clients (WithRealNode)
+	// kube-apiserver's client certificate towards kubelets (logs, exec); set by addKubeletClient.
+	kubeletClientCert, kubeletClientKey string
 }
 
 type keyPair struct {
@@ -43,6 +48,7 @@ func newPKI(dir string) (*pki, error) {
 		proxyKey:        filepath.Join(dir, "front-proxy-client.key"),
 		saKey:           filepath.Join(dir, "sa.key"),
 		saPub:           filepath.Join(dir, "sa.pub"),
+		dir:             dir,
 	}
 	ca, err := newCert("faultline-test-ca", nil, nil)
 	if err != nil {
@@ -51,6 +57,7 @@ func newPKI(dir string) (*pki, error) {
 	if p.caPEM, err = writeKeyPair(ca, p.caCert, p.caKey); err != nil {
 		return nil, err
 	}
+	p.ca = ca
 	serving, err := newCert("kube-apiserver", ca, &x509.Certificate{
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc.cluster.local"},
@@ -123,6 +130,7 @@ func newCert(cn string, parent *keyPair, tmpl *x509.Certificate) (*keyPair, erro
 		c.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
 	} else {
 		c.DNSNames, c.IPAddresses, c.ExtKeyUsage = tmpl.DNSNames, tmpl.IPAddresses, tmpl.ExtKeyUsage
+		c.Subject.Organization = tmpl.Subject.Organization
 		c.KeyUsage |= x509.KeyUsageKeyEncipherment
 		signer, signerCert = parent.key, parent.cert
 	}

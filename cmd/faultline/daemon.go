@@ -35,10 +35,15 @@ With leaderElection and ledger.backend kubernetes, run several replicas: only th
 the Lease schedules, and a new leader first reverts what a dead one left applied.
 
 Check the calendar first:  faultline schedule --config FILE --next 10
-SIGINT/SIGTERM halt every running run (all faults reverted) before the daemon exits.`,
+SIGINT/SIGTERM halt every running run (all faults reverted) before the daemon exits.
+
+SIGHUP, POST /api/v1/reload or a change of the config file or a runbook it names (checked
+every --config-watch-interval) reloads the schedules and runbooks. A config that does not
+validate is refused and the old one keeps running; a running experiment is never interrupted.`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Required: true, Usage: "daemon config file"},
 			&cli.StringFlag{Name: "identity", EnvVars: []string{"POD_NAME"}, Usage: "this replica's name in the Lease and the ledger (default: host name and pid)"},
+			&cli.DurationFlag{Name: "config-watch-interval", Value: 5 * time.Second, Usage: "how often to check the config file and its runbooks for changes, which reload them (0: only SIGHUP and the API reload)"},
 		}, kubeFlags()...),
 		Action: m.daemon,
 	}
@@ -74,7 +79,7 @@ func (m *Main) daemon(c *cli.Context) error {
 	incarnation := daemon.NewIncarnation()
 	var led ledger.Ledger
 	var d *daemon.Daemon
-	opts := daemon.Options{Config: lc, Registry: reg, Logger: log, Identity: identity}
+	opts := daemon.Options{Config: lc, ConfigPath: c.String("config"), Registry: reg, Logger: log, Identity: identity}
 	if lc.Ledger.Backend == "kubernetes" {
 		cs, err := kc.Clientset()
 		if err != nil {
@@ -90,7 +95,10 @@ func (m *Main) daemon(c *cli.Context) error {
 		led = &ledger.KubeLedger{Client: cs, Namespace: ns}
 		claims := &daemon.ConfigMapClaimer{Client: cs, Namespace: ns, TTL: max(lc.Ledger.Retention.D(), 48*time.Hour)}
 		opts.Claimer, opts.PriorStarts = claims, claims.Starts
-		if le := lc.LeaderElection; le != nil {
+		if lc.LeaderElection != nil {
+			// A copy: the config keeps the file's values, which a reload compares with.
+			leCopy := *lc.LeaderElection
+			le := &leCopy
 			if le.Namespace == "" {
 				le.Namespace = ns
 			}
@@ -112,6 +120,8 @@ func (m *Main) daemon(c *cli.Context) error {
 	eng.Owner.ID, eng.Owner.Incarnation = identity, incarnation
 	opts.Engine, opts.Env = eng, eng.InjectorEnv
 	opts.Metrics = metrics.NewDaemon(met.Registry)
+	opts.ReloadMetrics = metrics.NewReload(met.Registry)
+	opts.ReloadMetrics.Loaded(time.Now())
 
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -146,11 +156,15 @@ func (m *Main) daemon(c *cli.Context) error {
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && lc.API.CertFile == "" && !tcp.IP.IsLoopback() {
 		log.Warn("the API is served without TLS on a non-loopback address: bearer tokens travel in clear; set api.certFile and api.keyFile")
 	}
+	// Before the line below, which tells scripts the daemon is up: a SIGHUP must not kill it.
+	reloads := watchReloads(d, srv)
+	defer reloads.stop()
 	// A stable line on stderr, whatever the log level: scripts and tests read the bound address.
 	fmt.Fprintf(m.Stderr, "faultline daemon: API listening on %s (identity %s, incarnation %s)\n", ln.Addr(), identity, incarnation)
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- srv.Serve(ctx, ln) }()
 	go m.daemonHousekeeping(ctx, srv, hist, log)
+	go reloads.run(ctx, c.Duration("config-watch-interval"))
 
 	runErr := d.Run(ctx)
 	stop()

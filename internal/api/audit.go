@@ -35,6 +35,8 @@ type AuditEntry struct {
 	Code    int      `json:"code"`
 	Outcome string   `json:"outcome"`
 	Error   string   `json:"error,omitempty"`
+	// Detail is what the call changed (a reload's schedules added, removed, changed).
+	Detail string `json:"detail,omitempty"`
 }
 
 // auditLog appends entries to a JSON-lines file (fsync'd per entry: state changes are rare and
@@ -71,7 +73,7 @@ func (a *auditLog) write(ctx context.Context, e AuditEntry) error {
 		slog.String("remote", e.Remote), slog.String("route", e.Route), slog.String("path", e.Path),
 		slog.String("runId", e.RunID), slog.String("runbook", e.Runbook), slog.String("reason", e.Reason),
 		slog.Any("halted", e.Halted), slog.Int("code", e.Code), slog.String("outcome", e.Outcome),
-		slog.String("error", e.Error))
+		slog.String("error", e.Error), slog.String("detail", e.Detail))
 	if a.f == nil {
 		return nil
 	}

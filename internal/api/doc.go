@@ -19,6 +19,10 @@
 //	POST /api/v1/halt              admin; kill switch, every run; {"reason":"…"} → 200 {"halted":[…]}
 //	POST /api/v1/pause             admin; {"reason":"…"} (optional) → 200 {"paused":true}
 //	POST /api/v1/resume            admin; {"reason":"…"} (optional) → 200 {"paused":false}
+//	POST /api/v1/reload            admin; {"reason":"…"} (optional) → 200 daemon.ReloadResult once
+//	                               the config and runbooks are read again and in force; 400
+//	                               ReloadErrorResponse (problems with file, line, column) when
+//	                               they do not validate, and the old config keeps running
 //
 // Request bodies are decoded strictly (unknown fields are errors, at most 64 KiB). Every error
 // is {"error":"…"}: 400 bad request, 401 no/wrong/malformed token (with WWW-Authenticate:

@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	route("POST /api/v1/halt", adminAccess, s.haltAll)
 	route("POST /api/v1/pause", adminAccess, s.pause)
 	route("POST /api/v1/resume", adminAccess, s.resume)
+	route("POST /api/v1/reload", adminAccess, s.reload)
 	if s.reg != nil {
 		acc := public
 		if s.cfg.MetricsAuth {
@@ -228,7 +229,9 @@ type reply struct {
 	// audit details; the rest of the entry comes from the request.
 	runID, runbook, reason string
 	halted                 []string
-	err                    error
+	// detail is what the call changed, in one line (a reload's changes).
+	detail string
+	err    error
 }
 
 type handler func(r *http.Request, who principal) reply
@@ -301,7 +304,7 @@ func (s *Server) writeAudit(r *http.Request, pattern string, who principal, rep 
 	e := AuditEntry{
 		Time: time.Now().UTC(), Who: who.Name, Role: who.Role, Remote: r.RemoteAddr, Method: r.Method,
 		Route: pattern, Path: r.URL.Path, RunID: rep.runID, Runbook: rep.runbook, Reason: rep.reason,
-		Halted: rep.halted, Code: rep.code, Outcome: outcome,
+		Halted: rep.halted, Code: rep.code, Outcome: outcome, Detail: rep.detail,
 	}
 	if rep.err != nil {
 		e.Error = rep.err.Error()

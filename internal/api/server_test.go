@@ -131,6 +131,13 @@ func (f *fakeControl) Resume(_ context.Context, who string) error {
 	return nil
 }
 
+func (f *fakeControl) Reload(_ context.Context, who string) (daemon.ReloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("reload by %s", who)
+	return daemon.ReloadResult{Source: who}, nil
+}
+
 func (f *fakeControl) Paused() bool           { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
 func (f *fakeControl) Leader() bool           { return true }
 func (f *fakeControl) LeaderIdentity() string { return "fake" }

@@ -39,6 +39,9 @@ type Control interface {
 	Recovery() string
 	// Ready reports whether startup recovery has finished (the ledger is clean or owned).
 	Ready() bool
+	// Reload reads the config file and its runbooks again and puts the new schedules in force
+	// between runs; a config that does not validate is refused (ErrInvalid) and changes nothing.
+	Reload(ctx context.Context, who string) (ReloadResult, error)
 }
 
 // ScheduleStatus is a schedule as the API shows it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -31,15 +30,21 @@ type Claimer interface {
 
 // Options are the daemon's parts, assembled by the command.
 type Options struct {
-	Config   *LoadedConfig
-	Engine   *experiments.Engine // its Ledger is the daemon's ledger
-	Registry *injectors.Registry
-	Env      injectors.Env
-	Results  Results
-	Claimer  Claimer
-	Clock    schedule.Clock
-	Logger   *slog.Logger
-	Metrics  *metrics.Daemon
+	// Config is the config the daemon starts with. Its schedules and runbooks are replaced by
+	// Reload; the rest (API, ledger, leader election, history) is read at start only.
+	Config *LoadedConfig
+	// ConfigPath is the file Reload reads again; empty means the config cannot be reloaded.
+	ConfigPath string
+	Engine     *experiments.Engine // its Ledger is the daemon's ledger
+	Registry   *injectors.Registry
+	Env        injectors.Env
+	Results    Results
+	Claimer    Claimer
+	Clock      schedule.Clock
+	Logger     *slog.Logger
+	Metrics    *metrics.Daemon
+	// ReloadMetrics count reloads; may be nil.
+	ReloadMetrics *metrics.Reload
 	// Identity names this replica in ledger entries, claims and the Lease.
 	Identity string
 	// Elect runs leader election: it calls lead with a context that ends when leadership is lost,
@@ -70,6 +75,15 @@ type Daemon struct {
 	o    Options
 	log  *slog.Logger
 	gate schedule.Gate
+
+	// cfg holds the schedules and runbooks in force (Options.Config until a reload).
+	cfg atomic.Pointer[LoadedConfig]
+	// loops are the schedule loops of the current leadership term (see loops.go).
+	loops loopSet
+	// reloadMu serialises reloads; lastHash is what the config files hashed to when they were
+	// last read, so that the file watch reloads each change once.
+	reloadMu sync.Mutex
+	lastHash string
 
 	paused, leader, ready atomic.Bool
 
@@ -108,8 +122,16 @@ func New(o Options) *Daemon {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Daemon{o: o, log: o.Logger, runs: map[string]*activeRun{}, next: map[string]time.Time{}, today: map[string][]time.Time{}}
+	d := &Daemon{o: o, log: o.Logger, runs: map[string]*activeRun{}, next: map[string]time.Time{}, today: map[string][]time.Time{}}
+	d.cfg.Store(o.Config)
+	if o.ConfigPath != "" {
+		d.lastHash = configHash(o.ConfigPath)
+	}
+	return d
 }
+
+// current is the config in force: the schedules and runbooks of the last successful load.
+func (d *Daemon) current() *LoadedConfig { return d.cfg.Load() }
 
 // Run recovers the ledger, then schedules while this replica leads, until ctx ends. On the way
 // out every running run is halted and reverted.
@@ -190,32 +212,6 @@ func (d *Daemon) recover(ctx context.Context, orphaned func(ledger.Owner) bool) 
 	return err
 }
 
-// schedule runs one loop per schedule until ctx ends.
-func (d *Daemon) schedule(ctx context.Context) {
-	var wg sync.WaitGroup
-	for name, c := range d.o.Config.Compiled {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			prior := d.priorStarts(ctx, name)
-			err := schedule.LoopFrom(ctx, d.o.Clock, c, rng, func(lctx context.Context, at time.Time) error {
-				return d.scheduledStart(lctx, name, c, at)
-			}, func() bool { return d.schedulingPaused(ctx) }, func(at time.Time) {
-				d.mu.Lock()
-				d.next[name] = at
-				d.mu.Unlock()
-				d.o.Metrics.NextStart(name, at)
-			}, prior)
-			// LoopNotify returns only with an error: ctx ending, or no permitted start left.
-			if ctx.Err() == nil {
-				d.log.Error("schedule stopped", "schedule", name, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 // scheduledStart claims the start, admits it through the concurrency gate and runs it to the end,
 // halting it if it would overrun its window or run into a blackout.
 func (d *Daemon) scheduledStart(ctx context.Context, name string, c *schedule.Compiled, at time.Time) error {
@@ -244,7 +240,17 @@ func (d *Daemon) scheduledStart(ctx context.Context, name string, c *schedule.Co
 	if end, ok := c.Deadline(d.o.Clock.Now()); ok {
 		deadline = &end
 	}
-	ar := d.start(name, d.o.Config.Runbooks[name], "schedule", deadline, nil)
+	// A reload may have removed or changed this schedule while the start waited; the check and
+	// the start hold the lock a reload swaps the config under, so that a start is either made
+	// before the swap (and runs to its end) or not at all.
+	d.loops.mu.Lock()
+	rb := d.current().Runbooks[name]
+	if ctx.Err() != nil || rb == nil {
+		d.loops.mu.Unlock()
+		return fmt.Errorf("schedule %q replaced by a reload: %w", name, schedule.ErrSkipped)
+	}
+	ar := d.start(name, rb, "schedule", deadline, nil)
+	d.loops.mu.Unlock()
 	<-ar.done
 	return nil
 }
@@ -331,11 +337,12 @@ func (d *Daemon) haltAll(cause *experiments.HaltRequest) []string {
 // Schedules implements Control.
 func (d *Daemon) Schedules() []ScheduleStatus {
 	now := d.o.Clock.Now()
+	cfg := d.current()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]ScheduleStatus, 0, len(d.o.Config.Schedules))
-	for _, s := range d.o.Config.Schedules {
-		c := d.o.Config.Compiled[s.Name]
+	out := make([]ScheduleStatus, 0, len(cfg.Schedules))
+	for _, s := range cfg.Schedules {
+		c := cfg.Compiled[s.Name]
 		st := ScheduleStatus{Name: s.Name, Runbook: s.Runbook, Mode: "cron", Spec: s.Cron, InWindow: c.InWindow(now)}
 		if s.ChaosMonkey != nil {
 			st.Mode, st.Spec = "chaos-monkey", "mean "+s.ChaosMonkey.MeanTimeBetweenRuns
@@ -371,9 +378,10 @@ func (d *Daemon) Active() []RunSummary {
 // Trigger implements Control: a run of a configured schedule's runbook, now.
 func (d *Daemon) Trigger(ctx context.Context, name, who string) (string, error) {
 	var sched *schedule.Schedule
-	for i, s := range d.o.Config.Schedules {
+	cfg := d.current()
+	for i, s := range cfg.Schedules {
 		if s.Name == name || s.Runbook == name {
-			sched = &d.o.Config.Schedules[i]
+			sched = &cfg.Schedules[i]
 			break
 		}
 	}
@@ -387,7 +395,7 @@ func (d *Daemon) Trigger(ctx context.Context, name, who string) (string, error) 
 	case d.schedulingPaused(ctx):
 		return "", fmt.Errorf("%w: scheduling is paused", ErrConflict)
 	}
-	c := d.o.Config.Compiled[sched.Name]
+	c := cfg.Compiled[sched.Name]
 	if b, ok := c.InBlackout(d.o.Clock.Now()); ok {
 		return "", fmt.Errorf("%w: schedule %q is in blackout %q (%s)", ErrConflict, sched.Name, b.Name, b.Reason)
 	}
@@ -396,7 +404,7 @@ func (d *Daemon) Trigger(ctx context.Context, name, who string) (string, error) 
 		return "", fmt.Errorf("%w: a run on target %q is in progress", ErrConflict, c.Target())
 	}
 	// The gate guards faults on the target: it is released once they are reverted.
-	ar := d.start(sched.Name, d.o.Config.Runbooks[sched.Name], "api:"+who, nil, release)
+	ar := d.start(sched.Name, cfg.Runbooks[sched.Name], "api:"+who, nil, release)
 	return ar.sum.RunID, nil
 }
 

@@ -29,6 +29,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	d.NextStart("s", time.Now())
 	d.Run("s", "passed")
 	api.Request("GET /api/v1/status", 200)
+	NewReload(m.Registry).Reloaded(true, time.Now())
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -11,11 +11,14 @@
 //	sb, _ := n.Sandbox(ctx, ns, pods[0].Name)  // through CRI, like the agent: IP, netns path, pid
 //	out, _ := realnode.InNetNS(ctx, sb.NetNS, "iptables", "-S")
 //	d, err := n.Probe(ctx, sb.NetNS, "http://"+otherPodIP+":8080/", 2*time.Second)
+//	n.LoadImage(ctx, "faultline.test/agent:v1", "…/cmd/faultline", realnode.WithHostTools("iptables", "tc"))
 //
-// One real node runs on a host at a time (a host-wide lock; Start waits for it): the kubelet uses
-// fixed host paths whatever its configuration. Start needs root, the kubelet binary, and the Debian
-// packages containerd, runc and containernetworking-plugins; without them it skips the test, or
-// fails it when CI=true. Pods use the network 10.88.0.0/16 on the bridge flrn0.
+// Linux only. One real node runs on a host at a time (a host-wide lock; Start waits for it): the
+// kubelet uses fixed host paths whatever its configuration. Start needs root (else it skips), the
+// kubelet binary and the Debian packages containerd, runc and containernetworking-plugins (without
+// them it skips, or fails when CI=true). Pods use the network 10.88.0.0/16 on the bridge flrn0.
+// The CRI socket is an ordinary file under Node.Dir: a privileged pod (a node agent) reaches it
+// with a hostPath volume, and other pods' namespaces through hostPID and /proc/PID/ns/net.
 //
 // Cleanup (or Stop) stops the kubelet, deletes the Node, removes every sandbox through CRI (so that
 // the CNI plugins release addresses, rules and namespaces), stops containerd, and undoes what the
@@ -97,6 +100,7 @@ type options struct {
 	nodeName     string
 	kubelet      string
 	startTimeout time.Duration
+	lockTimeout  time.Duration
 }
 
 // WithNodeName names the Node (default DefaultNodeName).
@@ -105,15 +109,17 @@ func WithNodeName(name string) Option { return func(o *options) { o.nodeName = n
 // WithKubelet sets the kubelet binary (default: kubelet in kube.DefaultBinDir()).
 func WithKubelet(path string) Option { return func(o *options) { o.kubelet = path } }
 
-// WithStartTimeout bounds how long Start waits, the host-wide lock included (default 3 minutes).
+// WithStartTimeout bounds how long Start waits for the node once it holds the host-wide lock
+// (default 3 minutes).
 func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.startTimeout = d } }
+
+// WithLockTimeout bounds how long Start waits for another test's real node to stop (default 20
+// minutes: packages run in parallel, and each holds the node for its test).
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
 
 // missing lists what Start needs that this host lacks.
 func missing(kubelet string) []string {
 	var m []string
-	if os.Geteuid() != 0 {
-		m = append(m, "root")
-	}
 	if st, err := os.Stat(kubelet); err != nil || st.Mode().Perm()&0o111 == 0 {
 		m = append(m, kubelet+" (scripts/testenv-kube)")
 	}
@@ -134,27 +140,32 @@ func missing(kubelet string) []string {
 // waits until the Node is Ready.
 func Start(ctx context.Context, t testing.TB, cluster *kube.Cluster, opts ...Option) *Node {
 	t.Helper()
-	o := options{nodeName: DefaultNodeName, startTimeout: 3 * time.Minute}
+	o := options{nodeName: DefaultNodeName, startTimeout: 3 * time.Minute, lockTimeout: 20 * time.Minute}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.kubelet == "" {
 		o.kubelet = filepath.Join(kube.DefaultBinDir(), "kubelet")
 	}
+	if os.Geteuid() != 0 {
+		t.Skip("a real node needs root (containerd, the kubelet, iptables); not an installable part, so skipped under CI=true too")
+	}
 	if m := missing(o.kubelet); len(m) > 0 {
-		msg := "real node: missing " + strings.Join(m, ", ") + " (root, scripts/testenv)"
+		msg := "real node: missing " + strings.Join(m, ", ") + " (scripts/testenv installs them)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.startTimeout)
-	defer cancel()
 	began := time.Now()
-	lock, err := lockHost(ctx, t.Logf)
+	lctx, cancel := context.WithTimeout(ctx, o.lockTimeout)
+	lock, err := lockHost(lctx, t.Logf)
+	cancel()
 	if err != nil {
 		t.Fatalf("start real node: %v", err)
 	}
+	ctx, cancel = context.WithTimeout(ctx, o.startTimeout)
+	defer cancel()
 	n := &Node{Name: o.nodeName, Namespace: ContainerdNamespace, t: t, cluster: cluster, lock: lock}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

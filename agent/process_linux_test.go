@@ -19,14 +19,17 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/pki"
 )
 
-// binary builds faultline once per test binary.
+// binary builds faultline once per test binary, static (CGO_ENABLED=0, as the image's) so that it
+// also runs in an image of its own.
 var binary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "faultline-agent-bin-")
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "faultline")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/faultline-dev/faultline/cmd/faultline").CombinedOutput()
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/faultline-dev/faultline/cmd/faultline")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", &buildError{err: err, out: string(out)}
 	}

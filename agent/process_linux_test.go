@@ -19,14 +19,27 @@ import (
 	"github.com/faultline-dev/faultline/internal/testenv/pki"
 )
 
-// binary builds faultline once per test binary.
-var binary = sync.OnceValues(func() (string, error) {
+// binDir holds the faultline binary the tests build, removed when they end.
+var binDir string
+
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "faultline-agent-bin-")
 	if err != nil {
-		return "", err
+		panic(err)
 	}
-	bin := filepath.Join(dir, "faultline")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/faultline-dev/faultline/cmd/faultline").CombinedOutput()
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// binary builds faultline once per test binary, static (CGO_ENABLED=0, as the image's) so that it
+// also runs in an image of its own.
+var binary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "faultline")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/faultline-dev/faultline/cmd/faultline")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", &buildError{err: err, out: string(out)}
 	}

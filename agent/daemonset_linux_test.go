@@ -66,7 +66,7 @@ func TestDaemonSetOnARealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: faultline\n",
+		"namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: faultline\n  labels: {app.kubernetes.io/name: faultline}\n",
 		"kustomization.yaml": fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: faultline

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/faultline-dev/faultline/internal/procfs"
 )
 
 // Proc finds a pod's sandbox process in the process table: every container of a pod runs in a
@@ -44,12 +46,12 @@ func (p *Proc) Resolve(ctx context.Context, uid string) (Pod, error) {
 		if err != nil || !inPodCgroup(string(b), forms) {
 			continue // exited meanwhile, or another pod's
 		}
-		start, err := startTime(filepath.Join(root, e.Name(), "stat"))
+		st, err := procfs.ReadStat(filepath.Join(root, e.Name(), "stat"))
 		if err != nil {
 			continue
 		}
-		if best == 0 || start < bestStart || (start == bestStart && pid < best) {
-			best, bestStart = pid, start
+		if best == 0 || st.Start < bestStart || (st.Start == bestStart && pid < best) {
+			best, bestStart = pid, st.Start
 		}
 	}
 	if best == 0 {
@@ -76,22 +78,4 @@ func inPodCgroup(text string, forms []string) bool {
 		}
 	}
 	return false
-}
-
-// startTime is field 22 of /proc/PID/stat: the process's start in clock ticks since boot.
-func startTime(statPath string) (uint64, error) {
-	b, err := os.ReadFile(statPath)
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse %s", statPath)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse %s: %d fields", statPath, len(f))
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }

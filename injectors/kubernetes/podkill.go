@@ -41,14 +41,14 @@ type podKillAction struct {
 // the policy, touching nothing.
 func (PodKill) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
 	spec := *f.PodKill
-	cs, err := clientset(env)
+	cs, err := Clientset(env)
 	if err != nil {
 		return nil, err
 	}
 	a := &podKillAction{spec: spec, env: env, cs: cs, rng: newRand(env.Seed)}
 	picked, n, err := a.pick(ctx)
 	if err != nil {
-		return nil, forbidden(err)
+		return nil, Forbidden(err)
 	}
 	a.picked, a.random = picked, randomText(spec.Mode, len(picked), n)
 	return a, nil

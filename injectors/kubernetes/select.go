@@ -122,8 +122,8 @@ func (r *resolver) clone() *resolver {
 	return c
 }
 
-// clientset returns the client or a refusal saying why there is none.
-func clientset(env injectors.Env) (k8s.Interface, error) {
+// Clientset returns the client or a refusal saying why there is none.
+func Clientset(env injectors.Env) (k8s.Interface, error) {
 	cs, err := env.Kube.Clientset()
 	if err != nil {
 		return nil, policy.Refusef("kubernetes", "%v", err)
@@ -131,9 +131,9 @@ func clientset(env injectors.Env) (k8s.Interface, error) {
 	return cs, nil
 }
 
-// forbidden turns an RBAC denial met while resolving targets into a refusal: nothing has been
+// Forbidden turns an RBAC denial met while resolving targets into a refusal: nothing has been
 // touched, and the fix is a permission, not a retry.
-func forbidden(err error) error {
+func Forbidden(err error) error {
 	if err != nil && apierrors.IsForbidden(err) {
 		return policy.Refusef("kubernetes RBAC", "%v (see deploy/rbac/ for the role faultline needs)", err)
 	}

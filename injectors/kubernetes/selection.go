@@ -30,14 +30,14 @@ func (p SelectedPod) String() string {
 // pod matching is a refusal; so is an RBAC denial. random says how the pick was random (see
 // injectors.RandomPicker), "" when it took every candidate; env.Seed repeats it.
 func SelectPods(ctx context.Context, env injectors.Env, t runbooks.PodTarget, mode string, value float64) (_ []SelectedPod, random string, _ error) {
-	cs, err := clientset(env)
+	cs, err := Clientset(env)
 	if err != nil {
 		return nil, "", err
 	}
 	r := newResolver(cs, env)
 	all, _, err := r.podsOf(ctx, t)
 	if err != nil {
-		return nil, "", forbidden(err)
+		return nil, "", Forbidden(err)
 	}
 	if len(all) == 0 {
 		return nil, "", policy.Refusef("target", "no live pod matches %s", targetText(t))

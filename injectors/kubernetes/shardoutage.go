@@ -54,7 +54,7 @@ func (ShardOutage) Kind() string { return "shard-outage" }
 // Prepare implements injectors.Injector.
 func (ShardOutage) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env) (injectors.Action, error) {
 	spec := *f.ShardOutage
-	cs, err := clientset(env)
+	cs, err := Clientset(env)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (ShardOutage) Prepare(ctx context.Context, f runbooks.Fault, env injectors.
 	} else {
 		act, err = prepareScaleToZero(ctx, cs, spec, env)
 	}
-	return act, forbidden(err)
+	return act, Forbidden(err)
 }
 
 // Revert implements injectors.Injector.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/faultline-dev/faultline/internal/procfs"
 	"github.com/faultline-dev/faultline/runbooks"
 )
 
@@ -72,7 +73,7 @@ func OwnerLabelFor(runID, fault, kind, owner string) string {
 // SelfOwner is "<pid>.<start time in clock ticks>" of this process.
 func SelfOwner() string {
 	pid := os.Getpid()
-	start, err := processStart(pid)
+	start, err := procfs.StartTime(pid)
 	if err != nil {
 		return strconv.Itoa(pid)
 	}
@@ -87,25 +88,8 @@ func OwnerAlive(owner string) bool {
 	if !ok || err != nil || pid <= 0 {
 		return false
 	}
-	start, err := processStart(pid)
+	start, err := procfs.StartTime(pid)
 	return err == nil && strconv.FormatUint(start, 10) == st
-}
-
-// processStart reads field 22 of /proc/PID/stat: the start time in clock ticks after boot.
-func processStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@+=/-]{1,128}$`)

@@ -41,7 +41,7 @@ type action struct {
 }
 
 func prepare(ctx context.Context, kind, name string, s spec, agent runbooks.PodAgent, env injectors.Env) (*action, error) {
-	cs, err := clientset(env)
+	cs, err := kinj.Clientset(env)
 	if err != nil {
 		return nil, err
 	}

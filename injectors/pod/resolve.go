@@ -15,29 +15,13 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/faultline-dev/faultline/injectors"
+	kinj "github.com/faultline-dev/faultline/injectors/kubernetes"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
 
 // agentLabel selects the agent pods.
 const agentLabel = "app.kubernetes.io/name=" + runbooks.AgentNameLabel
-
-func clientset(env injectors.Env) (k8s.Interface, error) {
-	cs, err := env.Kube.Clientset()
-	if err != nil {
-		return nil, policy.Refusef("kubernetes", "%v", err)
-	}
-	return cs, nil
-}
-
-// forbidden turns an RBAC denial into a refusal: nothing has been touched, and the fix is a
-// permission.
-func forbidden(err error) error {
-	if err != nil && apierrors.IsForbidden(err) {
-		return policy.Refusef("kubernetes RBAC", "%v (see deploy/rbac/ for the role faultline needs)", err)
-	}
-	return err
-}
 
 // resolvePeers turns the peers of a fault into addresses: CIDRs as written, pods and a Service's
 // ready endpoints as their IPs now. Peers given but resolving to nothing are refused: an empty
@@ -64,7 +48,7 @@ func resolvePeers(ctx context.Context, cs k8s.Interface, p *runbooks.PodPeers) (
 	if q := p.Pods; q != nil {
 		l, err := cs.CoreV1().Pods(q.Namespace).List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector})
 		if err != nil {
-			return nil, forbidden(fmt.Errorf("list peer pods %s in %s: %w", q.LabelSelector, q.Namespace, err))
+			return nil, kinj.Forbidden(fmt.Errorf("list peer pods %s in %s: %w", q.LabelSelector, q.Namespace, err))
 		}
 		n := 0
 		for i := range l.Items {
@@ -115,11 +99,11 @@ func serviceEndpoints(ctx context.Context, cs k8s.Interface, ns, name string) ([
 		if apierrors.IsNotFound(err) {
 			return nil, policy.Refusef("peers.service", "Service %s/%s does not exist", ns, name)
 		}
-		return nil, forbidden(fmt.Errorf("get Service %s/%s: %w", ns, name, err))
+		return nil, kinj.Forbidden(fmt.Errorf("get Service %s/%s: %w", ns, name, err))
 	}
 	l, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
 	if err != nil {
-		return nil, forbidden(fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, name, err))
+		return nil, kinj.Forbidden(fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, name, err))
 	}
 	var out []string
 	for _, sl := range l.Items {
@@ -145,7 +129,7 @@ func serviceEndpoints(ctx context.Context, cs k8s.Interface, ns, name string) ([
 func agentsByNode(ctx context.Context, cs k8s.Interface, ns string, port int) (map[string]string, error) {
 	l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: agentLabel})
 	if err != nil {
-		return nil, forbidden(fmt.Errorf("list faultline agents (%s) in %s: %w", agentLabel, ns, err))
+		return nil, kinj.Forbidden(fmt.Errorf("list faultline agents (%s) in %s: %w", agentLabel, ns, err))
 	}
 	out := map[string]string{}
 	for i := range l.Items {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/faultline-dev/faultline/internal/procfs"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
@@ -28,37 +29,17 @@ func (p proc) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, p.Name)
 
 // readProc reads a live process's identity from /proc.
 func readProc(pid int) (proc, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procfs.ReadPID(pid)
 	if err != nil {
 		return proc{}, err
 	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return proc{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 20 {
-		return proc{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return proc{}, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
-	}
-	return proc{PID: pid, Start: start, Name: s[open+1 : closing]}, nil
+	return proc{PID: pid, Start: st.Start, Name: st.Name}, nil
 }
 
 // state returns the one-letter state of /proc/PID/stat (R, S, T, Z, ...).
 func state(pid int) (byte, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return b[i+2], nil
+	st, err := procfs.ReadPID(pid)
+	return st.State, err
 }
 
 // same reports whether p still names the same live process.

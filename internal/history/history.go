@@ -50,6 +50,26 @@ type Record struct {
 	Result *experiments.Result `json:"result,omitempty"`
 }
 
+// Encode checks a run for storing (a run ID, and a result of that run) and encodes its summary and
+// result as every store keeps them; result is nil when the run has no result document.
+func Encode(sum Summary, res *experiments.Result) (summary, result []byte, err error) {
+	if sum.RunID == "" {
+		return nil, nil, errors.New("store run in history: empty run ID")
+	}
+	if res != nil && res.RunID != sum.RunID {
+		return nil, nil, fmt.Errorf("store run %s in history: result is of run %q", sum.RunID, res.RunID)
+	}
+	if summary, err = json.Marshal(sum); err != nil {
+		return nil, nil, fmt.Errorf("store run %s in history: encode summary: %w", sum.RunID, err)
+	}
+	if res != nil {
+		if result, err = json.Marshal(res); err != nil {
+			return nil, nil, fmt.Errorf("store run %s in history: encode result: %w", sum.RunID, err)
+		}
+	}
+	return summary, result, nil
+}
+
 // Retention bounds what the store keeps. A zero field means no bound of that kind.
 type Retention struct {
 	// MaxRuns keeps the newest MaxRuns runs (by start time).
@@ -228,24 +248,12 @@ func keyTime(k []byte) time.Time {
 // Put stores a finished run (replacing an earlier record of the same run ID) in one durable
 // commit, then applies retention. res may be nil; when set, its run ID must be sum's.
 func (s *Store) Put(ctx context.Context, sum Summary, res *experiments.Result) error {
-	if sum.RunID == "" {
-		return errors.New("store run in history: empty run ID")
-	}
-	if res != nil && res.RunID != sum.RunID {
-		return fmt.Errorf("store run %s in history: result is of run %q", sum.RunID, res.RunID)
+	sv, rv, err := Encode(sum, res)
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store run %s in history: %w", sum.RunID, err)
-	}
-	sv, err := json.Marshal(sum)
-	if err != nil {
-		return fmt.Errorf("store run %s in history: encode summary: %w", sum.RunID, err)
-	}
-	var rv []byte
-	if res != nil {
-		if rv, err = json.Marshal(res); err != nil {
-			return fmt.Errorf("store run %s in history: encode result: %w", sum.RunID, err)
-		}
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		sums, results, ids := tx.Bucket(bucketSummaries), tx.Bucket(bucketResults), tx.Bucket(bucketIDs)
@@ -426,18 +434,9 @@ func (s *Store) PutBatch(ctx context.Context, recs []Record) error {
 	type enc struct{ key, id, sv, rv []byte }
 	encs := make([]enc, 0, len(recs))
 	for _, r := range recs {
-		if r.Summary.RunID == "" || (r.Result != nil && r.Result.RunID != r.Summary.RunID) {
-			return fmt.Errorf("store runs in history: record %q: empty run ID or a result of another run", r.Summary.RunID)
-		}
-		sv, err := json.Marshal(r.Summary)
+		sv, rv, err := Encode(r.Summary, r.Result)
 		if err != nil {
-			return fmt.Errorf("store run %s in history: encode summary: %w", r.Summary.RunID, err)
-		}
-		var rv []byte
-		if r.Result != nil {
-			if rv, err = json.Marshal(r.Result); err != nil {
-				return fmt.Errorf("store run %s in history: encode result: %w", r.Summary.RunID, err)
-			}
+			return err
 		}
 		encs = append(encs, enc{orderKey(r.Summary.StartedAt, r.Summary.RunID), []byte(r.Summary.RunID), sv, rv})
 	}

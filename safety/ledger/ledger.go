@@ -11,10 +11,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/internal/procfs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -83,33 +82,15 @@ func (o Owner) Alive() bool {
 	if o.PID <= 0 || o.Host != host {
 		return false
 	}
-	st, err := processStart(o.PID)
+	st, err := procfs.StartTime(o.PID)
 	return err == nil && st == o.Start
 }
 
 // Self describes the current process as an owner.
 func Self() Owner {
 	host, _ := os.Hostname()
-	st, _ := processStart(os.Getpid())
+	st, _ := procfs.StartTime(os.Getpid())
 	return Owner{PID: os.Getpid(), Host: host, Start: st}
-}
-
-func processStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name may contain spaces and parentheses; fields resume after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 // Ledger is the durable record of applied faults. Every write must be durable when it returns:

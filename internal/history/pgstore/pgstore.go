@@ -83,21 +83,9 @@ func (s *Store) Close() error {
 // Put implements history.Backend: the run's row is inserted or replaced, and retention applied,
 // in one transaction.
 func (s *Store) Put(ctx context.Context, sum history.Summary, res *experiments.Result) error {
-	if sum.RunID == "" {
-		return errors.New("store run in history: empty run ID")
-	}
-	if res != nil && res.RunID != sum.RunID {
-		return fmt.Errorf("store run %s in history: result is of run %q", sum.RunID, res.RunID)
-	}
-	sv, err := json.Marshal(sum)
+	sv, rv, err := history.Encode(sum, res)
 	if err != nil {
-		return fmt.Errorf("store run %s in history: encode summary: %w", sum.RunID, err)
-	}
-	var rv []byte
-	if res != nil {
-		if rv, err = json.Marshal(res); err != nil {
-			return fmt.Errorf("store run %s in history: encode result: %w", sum.RunID, err)
-		}
+		return err
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, upsert, upsertArgs(sum, sv, rv)...)
@@ -130,18 +118,9 @@ func upsertArgs(sum history.Summary, sv, rv []byte) []any {
 func (s *Store) PutBatch(ctx context.Context, recs []history.Record) error {
 	batch := &pgx.Batch{}
 	for _, r := range recs {
-		if r.Summary.RunID == "" || (r.Result != nil && r.Result.RunID != r.Summary.RunID) {
-			return fmt.Errorf("store runs in history: record %q: empty run ID or a result of another run", r.Summary.RunID)
-		}
-		sv, err := json.Marshal(r.Summary)
+		sv, rv, err := history.Encode(r.Summary, r.Result)
 		if err != nil {
-			return fmt.Errorf("store run %s in history: encode summary: %w", r.Summary.RunID, err)
-		}
-		var rv []byte
-		if r.Result != nil {
-			if rv, err = json.Marshal(r.Result); err != nil {
-				return fmt.Errorf("store run %s in history: encode result: %w", r.Summary.RunID, err)
-			}
+			return err
 		}
 		batch.Queue(upsert, upsertArgs(r.Summary, sv, rv)...)
 	}

@@ -57,7 +57,7 @@ with an earlier run's; a figure worse than its tolerance fails the run (exit 1).
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a summary for people) or json (the result document)"},
 			&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result document to this file"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve faultline's Prometheus metrics on this address during the run, e.g. 127.0.0.1:9464"},
-			&cli.Uint64Flag{Name: "seed", Usage: "seed for the random pick of pods and processes: the same seed picks the same targets again (default: a random seed, recorded in the result)"},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed for the random pick of pods and processes: the same seed picks the same targets again", DefaultText: "a random seed, recorded in the result"},
 			&cli.StringFlag{Name: "run-id", Usage: "use this run ID instead of a random one: 1 to 12 lowercase letters and digits; it names the ledger entries and the FAULTLINE-* chains, so a CI job can find them"},
 		}, append(reportFlags(), kubeFlags()...)...),
 		Action: m.run,

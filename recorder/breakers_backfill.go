@@ -29,7 +29,12 @@ func fetchWindow(ctx context.Context, api promv1.API, q string, from, to time.Ti
 		return v, err
 	}
 	if isSelector(q) {
-		// A range selector at t covers (t-d, t], so consecutive pieces neither overlap nor miss.
+		// A range selector at t covers (t-d, t], so consecutive pieces neither overlap nor miss —
+		// provided every boundary is a whole millisecond: Prometheus rounds an evaluation time to
+		// the millisecond, and a boundary rounded one way in one piece and the other way in the
+		// next would read a sample twice or not at all.
+		from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
+		chunk = max(chunk.Truncate(time.Millisecond), time.Millisecond)
 		var out model.Matrix
 		idx := map[model.Fingerprint]*model.SampleStream{}
 		for start := from; start.Before(to); start = start.Add(chunk) {

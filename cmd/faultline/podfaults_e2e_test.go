@@ -82,7 +82,7 @@ func TestPodFaultRefusalsWithRBAC(t *testing.T) {
 			if out.code != exitInvalid || !strings.Contains(out.stdout+out.stderr, tc.want) {
 				t.Fatalf("exit %d, want 4 and %q\n%s%s", out.code, tc.want, out.stdout, out.stderr)
 			}
-			if strings.Contains(out.stdout+out.stderr, "RBAC") {
+			if strings.Contains(out.stdout+out.stderr, "refused by kubernetes RBAC") {
 				t.Fatalf("the role lacks a permission pod network faults need:\n%s%s", out.stdout, out.stderr)
 			}
 			if open := openEntries(t, state); len(open) != 0 {

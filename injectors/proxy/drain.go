@@ -20,10 +20,12 @@ import (
 // for drainSettle. Past drainPatience a busy connection (a client that sends its next request as
 // soon as the last answer is in) has no such pause, and the first boundary is taken.
 //
-// A client's data that comes once the server has answered, with nothing in flight, is taken as the
-// next request and so as a boundary too: HTTP/1.1 clients without pipelining send a request only
-// once they have read the whole previous answer. A busy connection is then closed at its next
-// request rather than after drainPatience.
+// Past drainPatience, a client's data that comes once the server has answered, with nothing in
+// flight, is taken as the next request and so as a boundary too: HTTP/1.1 clients without
+// pipelining send a request only once they have read the whole previous answer. That request is
+// dropped (the client retries it), so the quiet boundary is preferred while there is time: a
+// connection pool's connection that is quiet for drainSettle between requests is closed with no
+// request lost, and notices the FIN before it is used again.
 //
 // At the boundary the proxy stops forwarding the client's data (a request that comes after it is
 // read and dropped: the client sees its connection closed before any answer, which HTTP clients
@@ -49,6 +51,7 @@ type DrainStats struct {
 type connDrain struct {
 	mu       sync.Mutex
 	draining bool
+	since    time.Time // when the drain began
 	closing  bool      // half-closed towards the server: the client's data is dropped from now on
 	pending  bool      // the client's last data has not been answered yet
 	inflight int       // bytes read and not yet written, both streams
@@ -65,7 +68,7 @@ func (c *conn) admit(dir Stream, n int) bool {
 		if d.closing {
 			return false
 		}
-		if d.draining && !d.pending && d.inflight == 0 && !d.lastDown.IsZero() {
+		if d.draining && !d.pending && d.inflight == 0 && !d.lastDown.IsZero() && time.Since(d.since) >= drainPatience {
 			d.closing = true
 			select {
 			case d.wake <- struct{}{}:
@@ -215,6 +218,7 @@ func (c *conn) startDrain() {
 		return
 	}
 	d.draining = true
+	d.since = time.Now()
 	c.p.drained.Add(1)
 	close(c.draining)
 }

@@ -29,8 +29,8 @@ func fetchWindow(ctx context.Context, api promv1.API, q string, from, to time.Ti
 		return v, err
 	}
 	if isSelector(q) {
-		// A range selector at t covers (t-d, t], so consecutive pieces neither overlap nor miss —
-		// provided every boundary is a whole millisecond: Prometheus rounds an evaluation time to
+		// Consecutive pieces (t-d, t] neither overlap nor miss — provided every boundary is a
+		// whole millisecond: Prometheus rounds an evaluation time to
 		// the millisecond, and a boundary rounded one way in one piece and the other way in the
 		// next would read a sample twice or not at all.
 		from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
@@ -50,7 +50,13 @@ func fetchWindow(ctx context.Context, api promv1.API, q string, from, to time.Ti
 			for _, ss := range m {
 				fp := ss.Metric.Fingerprint()
 				if cur := idx[fp]; cur != nil {
-					cur.Values = append(cur.Values, ss.Values...)
+					// Prometheus 2 reads a range selector as [t-d, t], closed at both ends (3 made
+					// it left-open): a sample exactly on a seam comes back in both pieces.
+					for _, v := range ss.Values {
+						if n := len(cur.Values); n == 0 || v.Timestamp > cur.Values[n-1].Timestamp {
+							cur.Values = append(cur.Values, v)
+						}
+					}
 					continue
 				}
 				idx[fp] = ss

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/agentlease"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
@@ -126,13 +127,13 @@ func (i Injector) Revert(ctx context.Context, raw json.RawMessage, env injectors
 	if len(rec.Faults) == 0 {
 		return nil
 	}
-	agents, err := newAgents(rec.TLS)
+	agents, err := agentlease.NewAgents(rec.TLS, "environment.kubernetes.agent.tls")
 	if err != nil {
 		return err
 	}
-	defer agents.close()
+	defer agents.Close()
 	errs := make([]error, len(rec.Faults))
-	forEach(len(rec.Faults), func(k int) {
+	agentlease.ForEach(len(rec.Faults), func(k int) {
 		errs[k] = revertOne(ctx, agents, rec, rec.Faults[k], env)
 	})
 	return errors.Join(errs...)

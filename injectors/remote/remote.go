@@ -124,7 +124,7 @@ func (a *action) plan(ctx context.Context) error {
 		var apiErr *agentapi.APIError
 		switch {
 		case errors.As(err, &apiErr):
-			errs[k] = policy.Refusef("on", "host %s (agent %s) refuses: %v", hf.Host, hf.Agent, err)
+			errs[k] = policy.Refusef("agent", "host %s (%s) answers %d: %s (rule %s)", hf.Host, hf.Agent, apiErr.Status, apiErr.Msg, apiErr.Rule)
 		case err != nil:
 			errs[k] = fmt.Errorf("host %s: agent %s: %w", hf.Host, hf.Agent, err)
 		default:

@@ -133,9 +133,11 @@ func (f *Fault) validateOn(v *Validator, path string, agents *HostAgents) {
 	seen := map[string]bool{}
 	for k, name := range f.On {
 		if _, ok := agents.Host(name); !ok {
-			names := make([]string, len(agents.Hosts))
-			for i, h := range agents.Hosts {
-				names[i] = h.Name
+			var names []string
+			for _, h := range agents.Hosts {
+				if h.Name != "" && !slices.Contains(names, h.Name) {
+					names = append(names, h.Name)
+				}
 			}
 			v.Errorf(fmt.Sprintf("%s.on[%d]", path, k), "host %q is not in environment.agents.hosts (%s)", name, strings.Join(names, ", "))
 		}
@@ -144,7 +146,7 @@ func (f *Fault) validateOn(v *Validator, path string, agents *HostAgents) {
 		}
 		seen[name] = true
 	}
-	if _, path := f.Netns(); path != "" {
+	if _, nsPath := f.Netns(); nsPath != "" {
 		v.Errorf(path+".on", "netnsPath is a path on this host; on another host's agent name the namespace with netns")
 	}
 }

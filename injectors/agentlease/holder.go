@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,7 +78,7 @@ func (h *Holder) Describe(faults []Fault) []string {
 	for _, af := range faults {
 		f, _ := h.Held(af.ID)
 		line := fmt.Sprintf("%s: fault %s held by agent %s on a %s lease", af.Where, af.ID, af.Agent, h.Lease)
-		if f.Netns.ID != "" {
+		if f.Netns.ID != "" && !strings.HasPrefix(f.Kind, "process-") {
 			line += fmt.Sprintf(" (netns %s)", f.Netns.ID)
 		}
 		out = append(out, line)

@@ -46,6 +46,15 @@ func podNetState(t testing.TB, netnsPath string) string {
 	return regexp.MustCompile(`\[\d+:\d+\]`).ReplaceAllString(s, "[]")
 }
 
+// visible fails the test unless the fault shows in the namespace's state as want: the snapshot
+// that must match after the revert does see the fault.
+func visible(t testing.TB, before, during, want string) {
+	t.Helper()
+	if during == before || !strings.Contains(during, want) {
+		t.Errorf("the applied fault does not show in the pod's rules and qdiscs (want %q):\n%s", want, during)
+	}
+}
+
 // podOf returns the one pod of the fixture's namespace matching selector and its sandbox.
 func (p *podNet) podOf(t testing.TB, selector string) (corev1.Pod, realnode.Sandbox) {
 	t.Helper()
@@ -197,6 +206,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 	t.Run("loss 100%", func(t *testing.T) {
 		before := podNetState(t, webSB.NetNS)
 		run, state := p.holdFault(t, lossFault("1.0"))
+		visible(t, before, podNetState(t, webSB.NetNS), "--mode random --probability 1")
 		if p.reaches(t, p.client, webIP) {
 			t.Error("a request from the client pod reached web through 100% loss")
 		}
@@ -241,6 +251,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 		before := podNetState(t, webSB.NetNS)
 		base := fetchRate(t, webIP, 4<<20)
 		run, state := p.holdFault(t, fmt.Sprintf(`[{podBandwidth: {namespaces: [%s], labelSelector: app=web, lease: 5s, rate: 1mbit}}]`, p.f.NS))
+		visible(t, before, podNetState(t, webSB.NetNS), "qdisc tbf fa17: dev eth0 root")
 		during := fetchRate(t, webIP, 256<<10)
 		release(t, run, state)
 		after := fetchRate(t, webIP, 4<<20)
@@ -277,6 +288,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 			}
 			before := podNetState(t, aSB.NetNS)
 			run, state := p.holdFault(t, fmt.Sprintf(`[{podShardIsolation: {shard: orders-a, namespaces: [%s], labelSelector: shard=a, lease: 5s, peers: %s}}]`, p.f.NS, spec))
+			visible(t, before, podNetState(t, aSB.NetNS), "-s "+db.Status.PodIP+"/32")
 			during := map[string]bool{
 				"orders-a -> db": p.reaches(t, aSB.NetNS, db.Status.PodIP), "db -> orders-a": p.reaches(t, dbSB.NetNS, a.Status.PodIP),
 				"orders-b -> db": p.reaches(t, bSB.NetNS, db.Status.PodIP), "db -> orders-b": p.reaches(t, dbSB.NetNS, b.Status.PodIP),

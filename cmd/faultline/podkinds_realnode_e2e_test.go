@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/internal/testenv/realnode"
 	"github.com/faultline-dev/faultline/safety/ledger"
 )
@@ -52,6 +53,19 @@ func visible(t testing.TB, before, during, want string) {
 	t.Helper()
 	if during == before || !strings.Contains(during, want) {
 		t.Errorf("the applied fault does not show in the pod's rules and qdiscs (want %q):\n%s", want, during)
+	}
+}
+
+// kernelCan skips the test, with the kernel's own error, unless cmd succeeds in a throwaway
+// network namespace: the agent would refuse the fault on such a node for the same reason.
+func kernelCan(t testing.TB, what string, cmd ...string) {
+	t.Helper()
+	netns.Require(t, cmd[0])
+	ns := netns.New(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := ns.Exec(ctx, cmd[0], cmd[1:]...); err != nil {
+		t.Skipf("this kernel cannot %s: %v", what, err)
 	}
 }
 
@@ -204,6 +218,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 	}
 
 	t.Run("loss 100%", func(t *testing.T) {
+		kernelCan(t, "drop packets at random (iptables statistic)", "iptables", "-A", "OUTPUT", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "DROP")
 		before := podNetState(t, webSB.NetNS)
 		run, state := p.holdFault(t, lossFault("1.0"))
 		visible(t, before, podNetState(t, webSB.NetNS), "--mode random --probability 1")
@@ -229,6 +244,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 	// A connect succeeds only if its SYN (in) and SYN-ACK (out) both pass: (1-0.5)^2 = 25% with
 	// loss both ways. 200 connects: 50 expected, standard deviation 6; the bounds are 5 of them away.
 	t.Run("loss 50% statistical", func(t *testing.T) {
+		kernelCan(t, "drop packets at random (iptables statistic)", "iptables", "-A", "OUTPUT", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "DROP")
 		const n = 200
 		base := p.connects(t, p.client, webIP, n)
 		if base < n*95/100 {
@@ -247,6 +263,7 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 	})
 
 	t.Run("bandwidth 1mbit", func(t *testing.T) {
+		kernelCan(t, "limit a rate (tbf qdisc)", "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "32kb", "latency", "50ms")
 		const rate = 1e6 / 8 // bytes per second
 		before := podNetState(t, webSB.NetNS)
 		base := fetchRate(t, webIP, 4<<20)

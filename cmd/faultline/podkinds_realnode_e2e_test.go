@@ -203,7 +203,8 @@ func (p *podNet) addShards(t *testing.T) {
 
 // One real node, one agent: podLoss, podBandwidth and podShardIsolation, each through `faultline
 // run`, act on real traffic between real pods while applied, and their revert leaves the pod's
-// iptables rules and qdiscs as they were.
+// iptables rules and qdiscs as they were; a bandwidth limit whose run was SIGKILLed is removed by
+// the agent when its lease runs out.
 func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 	p := startPodNet(t)
 	p.startAgent(t)
@@ -282,6 +283,28 @@ func TestPodLossBandwidthShardIsolationRealNode(t *testing.T) {
 		}
 		if got := podNetState(t, webSB.NetNS); got != before {
 			t.Errorf("web's rules and qdiscs differ after the revert:\nbefore:\n%s\nafter:\n%s", before, got)
+		}
+	})
+
+	// The tbf is a qdisc, not iptables rules: the agent's own revert on lease expiry restores it too.
+	t.Run("bandwidth, run SIGKILLed: the agent removes the tbf", func(t *testing.T) {
+		kernelCan(t, "limit a rate (tbf qdisc)", "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "32kb", "latency", "50ms")
+		before := podNetState(t, webSB.NetNS)
+		run, state := p.holdFault(t, fmt.Sprintf(`[{podBandwidth: {namespaces: [%s], labelSelector: app=web, lease: 3s, rate: 1mbit}}]`, p.f.NS))
+		visible(t, before, podNetState(t, webSB.NetNS), "qdisc tbf fa17: dev eth0 root")
+		_ = run.cmd.Process.Kill()
+		<-run.done
+		waitFor(t, 30*time.Second, "the agent to restore web's qdiscs on lease expiry", func() bool {
+			return podNetState(t, webSB.NetNS) == before
+		})
+		if r := fetchRate(t, webIP, 4<<20); r < 20*1e6/8 {
+			t.Errorf("%.0f B/s out of web after the agent's revert, want more than 20 x 1mbit", r)
+		}
+		if out := faultline(t, state, "recover", "--kubeconfig", p.c.Kubeconfig); out.code != 0 {
+			t.Fatalf("recover after the agent's revert: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+		}
+		if open := openEntries(t, state); len(open) != 0 {
+			t.Fatalf("recover left %d entries", len(open))
 		}
 	})
 

@@ -3,6 +3,7 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,4 +128,35 @@ func (n *Node) Probe(ctx context.Context, netns, url string, timeout time.Durati
 		return 0, fmt.Errorf("probe %s: output %q: %w", url, out, err)
 	}
 	return d, nil
+}
+
+// Connects opens count TCP connections to addr from inside the network namespace netns ("" for
+// the host), each given timeout to be established, and returns how many were. HTTPDImage must
+// have been loaded.
+func (n *Node) Connects(ctx context.Context, netns, addr string, count int, timeout time.Duration) (int, error) {
+	n.imageMu.Lock()
+	bin := n.httpdBin
+	n.imageMu.Unlock()
+	if bin == "" {
+		return 0, fmt.Errorf("connects to %s: load the httpd image first (Node.HTTPDImage)", addr)
+	}
+	// 16 at a time, each at most timeout: the whole batch is bounded.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(count/16+1)*timeout+30*time.Second)
+	defer cancel()
+	args := []string{"connects", addr, strconv.Itoa(count), timeout.String()}
+	var out []byte
+	var err error
+	if netns == "" {
+		out, err = run(ctx, bin, args...)
+	} else {
+		out, err = InNetNS(ctx, netns, bin, args...)
+	}
+	if err != nil {
+		return 0, err
+	}
+	ok, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return 0, fmt.Errorf("connects to %s: output %q: %w", addr, out, err)
+	}
+	return ok, nil
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,50 +12,17 @@ import (
 	"github.com/faultline-dev/faultline/agent"
 	"github.com/faultline-dev/faultline/agent/agentapi"
 	"github.com/faultline-dev/faultline/agent/podnetns"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/runbooks"
 )
-
-// victim starts a real process under a name no other process has, and returns its pid and name.
-func victim(t *testing.T) (int, string) {
-	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep(1) on PATH")
-	}
-	name := newID(t, "flvictim")[:15] // the kernel keeps 15 characters of a command name
-	exe := filepath.Join(t.TempDir(), name)
-	b, err := os.ReadFile(sleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "600")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd.Process.Pid, name
-}
-
-// procState is the state letter of /proc/PID/stat (R, S, T, ...).
-func procState(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
-}
 
 // A plain host's agent pauses a real process on a lease: a plan names the pid and applies
 // nothing, the apply stops the process, and the lease running out unrenewed continues it.
 func TestProcessPauseOnTheHostAndLeaseExpiry(t *testing.T) {
 	require(t)
 	h := startAgent(t)
-	pid, name := victim(t)
+	v := local.StartVictims(t, 1)[0]
+	pid, name := v.PID(), v.Exe
 	ctx := ctxFor(t, time.Minute)
 	req := agentapi.FaultRequest{ID: newID(t, "f"), RunID: newID(t, "run"), Owner: "test", Lease: runbooks.Duration(time.Second),
 		Target: agentapi.Target{Host: true}, Fault: runbooks.Fault{ProcessPause: &runbooks.ProcessPause{ProcessTarget: runbooks.ProcessTarget{Exe: name}}}}
@@ -70,7 +34,7 @@ func TestProcessPauseOnTheHostAndLeaseExpiry(t *testing.T) {
 	if plan.State != agentapi.StatePlanned || len(plan.Describe) != 1 || !strings.Contains(plan.Describe[0], "pid "+strconv.Itoa(pid)) {
 		t.Fatalf("plan = %+v, want the victim's pid %d", plan, pid)
 	}
-	if st := procState(t, pid); st == "T" {
+	if st := local.State(pid); st == "T" {
 		t.Fatal("a plan stopped the process")
 	}
 	if got := h.agent.Held(); got != 0 {
@@ -85,8 +49,8 @@ func TestProcessPauseOnTheHostAndLeaseExpiry(t *testing.T) {
 		t.Fatalf("applied = %+v", f)
 	}
 	// The signal is delivered when the process next runs: wait for it to stop.
-	eventually(t, 10*time.Second, "the process stopped (state T)", func() bool { return procState(t, pid) == "T" })
-	eventually(t, 20*time.Second, "the lease to run out and the process to continue", func() bool { return procState(t, pid) != "T" })
+	eventually(t, 10*time.Second, "the process stopped (state T)", func() bool { return local.State(pid) == "T" })
+	eventually(t, 20*time.Second, "the lease to run out and the process to continue", func() bool { return local.State(pid) != "T" })
 	fs, err := h.client.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +65,8 @@ func TestProcessPauseOnTheHostAndLeaseExpiry(t *testing.T) {
 // pods (with hostPID it would reach the node's processes).
 func TestProcessFaultRefusals(t *testing.T) {
 	require(t)
-	pid, name := victim(t)
+	v := local.StartVictims(t, 1)[0]
+	pid, name := v.PID(), v.Exe
 	pause := func(target agentapi.Target, exe string) agentapi.FaultRequest {
 		return agentapi.FaultRequest{ID: newID(t, "f"), RunID: newID(t, "run"), Owner: "test", Lease: runbooks.Duration(10 * time.Second),
 			Target: target, Fault: runbooks.Fault{ProcessPause: &runbooks.ProcessPause{ProcessTarget: runbooks.ProcessTarget{Exe: exe}}}}
@@ -126,8 +91,14 @@ func TestProcessFaultRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxFor(t, time.Minute)
 			for _, call := range []func(context.Context, agentapi.FaultRequest) error{
-				func(ctx context.Context, r agentapi.FaultRequest) error { _, err := tc.h.client.Plan(ctx, r); return err },
-				func(ctx context.Context, r agentapi.FaultRequest) error { _, err := tc.h.client.Apply(ctx, r); return err },
+				func(ctx context.Context, r agentapi.FaultRequest) error {
+					_, err := tc.h.client.Plan(ctx, r)
+					return err
+				},
+				func(ctx context.Context, r agentapi.FaultRequest) error {
+					_, err := tc.h.client.Apply(ctx, r)
+					return err
+				},
 			} {
 				err := call(ctx, tc.req)
 				var apiErr *agentapi.APIError
@@ -135,7 +106,7 @@ func TestProcessFaultRefusals(t *testing.T) {
 					t.Fatalf("err = %v, want status %d rule %s", err, tc.status, tc.rule)
 				}
 			}
-			if st := procState(t, pid); st == "T" {
+			if st := local.State(pid); st == "T" {
 				t.Fatal("the process was stopped")
 			}
 			if n := tc.h.agent.Held(); n != 0 {

@@ -5,16 +5,13 @@ package main
 import (
 	"context"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/internal/testenv/pki"
 	"github.com/faultline-dev/faultline/safety/ledger"
@@ -34,8 +31,6 @@ type hostNet struct {
 	victim     string // command name of a process the host's agent may pause
 	victimPID  int
 }
-
-var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 func startHostNet(t *testing.T) *hostNet {
 	t.Helper()
@@ -61,32 +56,9 @@ func startHostNet(t *testing.T) *hostNet {
 	run, srv := ca.Client("run"), ca.Server("agent", []string{agentapi.ServerName})
 	h.tls, h.agentTLS = [3]string{ca.CertPEM, run.Cert, run.Key}, [3]string{ca.CertPEM, srv.Cert, srv.Key}
 	h.agentAddr = net.JoinHostPort(h.link.A4.String(), "7470")
-	h.victimPID, h.victim = startVictim(t)
+	v := local.StartVictims(t, 1)[0]
+	h.victimPID, h.victim = v.PID(), v.Exe
 	return h
-}
-
-// startVictim runs a copy of sleep(1) under a command name of its own.
-func startVictim(t *testing.T) (int, string) {
-	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep(1) on PATH")
-	}
-	b, err := os.ReadFile(sleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "flv" + strconv.Itoa(os.Getpid()%100000) + strconv.Itoa(int(time.Now().UnixNano()%1000))
-	exe := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "3600")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd.Process.Pid, name
 }
 
 func (h *hostNet) startAgent(t *testing.T) *started {
@@ -111,15 +83,7 @@ func (h *hostNet) reachable(t *testing.T) bool {
 	return true
 }
 
-func (h *hostNet) paused(t *testing.T) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(h.victimPID) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0] == "T"
-}
+func (h *hostNet) paused(*testing.T) bool { return local.State(h.victimPID) == "T" }
 
 func (h *hostNet) runbook(t *testing.T, duration, lease, faults string) string {
 	t.Helper()
@@ -167,19 +131,7 @@ func TestHostAgentFaults(t *testing.T) {
 	if _, err := h.host.Exec(t.Context(), "iptables", "-w", "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "ACCEPT"); err != nil {
 		t.Fatal(err)
 	}
-	rules := func() string {
-		b, err := h.host.Exec(t.Context(), "iptables-save")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keep []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if !strings.HasPrefix(l, "#") {
-				keep = append(keep, counters.ReplaceAllString(l, ""))
-			}
-		}
-		return strings.Join(keep, "\n")
-	}
+	rules := func() string { return snapshot(t, h.host) }
 	before := rules()
 
 	t.Run("dry run lists what the agent would touch", func(t *testing.T) {

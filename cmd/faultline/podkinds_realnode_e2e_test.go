@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,23 +27,9 @@ import (
 // families and the qdiscs, without timestamps and packet counters.
 func podNetState(t testing.TB, netnsPath string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var b strings.Builder
-	for _, cmd := range [][]string{
-		{"iptables-save", "-t", "filter"}, {"iptables-save", "-t", "nat"},
-		{"ip6tables-save", "-t", "filter"}, {"ip6tables-save", "-t", "nat"},
-		{"tc", "qdisc", "show"},
-	} {
-		out, err := realnode.InNetNS(ctx, netnsPath, cmd[0], cmd[1:]...)
-		if err != nil {
-			t.Fatalf("%v in %s: %v", cmd, netnsPath, err)
-		}
-		fmt.Fprintf(&b, "## %s\n", strings.Join(cmd, " "))
-		b.Write(out)
-	}
-	s := regexp.MustCompile(`(?m)^# (Generated|Completed) .*$`).ReplaceAllString(b.String(), "")
-	return regexp.MustCompile(`\[\d+:\d+\]`).ReplaceAllString(s, "[]")
+	return snapshotWith(t, func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		return realnode.InNetNS(ctx, netnsPath, name, args...)
+	})
 }
 
 // visible fails the test unless the fault shows in the namespace's state as want: the snapshot

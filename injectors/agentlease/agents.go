@@ -68,6 +68,29 @@ func (g *Agents) Revert(ctx context.Context, af Fault, relocate func(context.Con
 	return fmt.Errorf("revert fault %s on %s: %w", af.ID, af.Where, err)
 }
 
+// RevertAll asks every fault's agent to revert it, all at once, with a client made from the
+// record's TLS files (field names where they came from). relocate, when not nil, finds a fault's
+// agent again when its recorded address does not answer.
+func RevertAll(ctx context.Context, t runbooks.AgentTLS, field string, faults []Fault, relocate func(context.Context, Fault) (string, bool)) error {
+	if len(faults) == 0 {
+		return nil
+	}
+	agents, err := NewAgents(t, field)
+	if err != nil {
+		return err
+	}
+	defer agents.Close()
+	errs := make([]error, len(faults))
+	ForEach(len(faults), func(k int) {
+		var find func(context.Context) (string, bool)
+		if relocate != nil {
+			find = func(ctx context.Context) (string, bool) { return relocate(ctx, faults[k]) }
+		}
+		errs[k] = agents.Revert(ctx, faults[k], find)
+	})
+	return errors.Join(errs...)
+}
+
 // Owner names the run to the agents: its host and pid.
 func Owner() string {
 	h, _ := os.Hostname()

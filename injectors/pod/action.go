@@ -157,11 +157,3 @@ func (a *action) Sustain(ctx context.Context, _ injectors.Recorder, report func(
 	a.hold.Sustain(ctx, a.leased(), report)
 	return nil
 }
-
-// revertOne asks one agent to revert; when its recorded address does not answer, it looks for the
-// node's agent again (a replaced agent pod has a new IP).
-func revertOne(ctx context.Context, agents *agentlease.Agents, rec record, af agentFault, env injectors.Env) error {
-	return agents.Revert(ctx, af.leased(), func(ctx context.Context) (string, bool) {
-		return agentOn(ctx, env, rec.AgentNamespace, rec.AgentPort, af.Node)
-	})
-}

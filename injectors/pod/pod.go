@@ -7,7 +7,6 @@ package pod
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
@@ -124,17 +123,12 @@ func (i Injector) Revert(ctx context.Context, raw json.RawMessage, env injectors
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return fmt.Errorf("decode %s record: %w", i.kind, err)
 	}
-	if len(rec.Faults) == 0 {
-		return nil
+	faults := make([]agentlease.Fault, len(rec.Faults))
+	for k, af := range rec.Faults {
+		faults[k] = af.leased()
 	}
-	agents, err := agentlease.NewAgents(rec.TLS, "environment.kubernetes.agent.tls")
-	if err != nil {
-		return err
-	}
-	defer agents.Close()
-	errs := make([]error, len(rec.Faults))
-	agentlease.ForEach(len(rec.Faults), func(k int) {
-		errs[k] = revertOne(ctx, agents, rec, rec.Faults[k], env)
+	// A replaced agent pod has a new IP: look for the node's agent again.
+	return agentlease.RevertAll(ctx, rec.TLS, "environment.kubernetes.agent.tls", faults, func(ctx context.Context, f agentlease.Fault) (string, bool) {
+		return agentOn(ctx, env, rec.AgentNamespace, rec.AgentPort, f.Subject.Node)
 	})
-	return errors.Join(errs...)
 }

@@ -141,17 +141,9 @@ func (Injector) Revert(ctx context.Context, raw json.RawMessage, _ injectors.Env
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return fmt.Errorf("decode agent record: %w", err)
 	}
-	if len(rec.Faults) == 0 {
-		return nil
+	faults := make([]agentlease.Fault, len(rec.Faults))
+	for k, hf := range rec.Faults {
+		faults[k] = hf.leased()
 	}
-	agents, err := agentlease.NewAgents(rec.TLS, "environment.agents.tls")
-	if err != nil {
-		return err
-	}
-	defer agents.Close()
-	errs := make([]error, len(rec.Faults))
-	agentlease.ForEach(len(rec.Faults), func(k int) {
-		errs[k] = agents.Revert(ctx, rec.Faults[k].leased(), nil)
-	})
-	return errors.Join(errs...)
+	return agentlease.RevertAll(ctx, rec.TLS, "environment.agents.tls", faults, nil)
 }

@@ -111,14 +111,7 @@ func (n *Node) Probe(ctx context.Context, netns, url string, timeout time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
 	defer cancel()
-	args := []string{"probe", url, timeout.String()}
-	var out []byte
-	var err error
-	if netns == "" {
-		out, err = run(ctx, bin, args...)
-	} else {
-		out, err = InNetNS(ctx, netns, bin, args...)
-	}
+	out, err := inNetNS(ctx, netns, bin, "probe", url, timeout.String())
 	if err != nil {
 		return 0, err
 	}
@@ -143,14 +136,7 @@ func (n *Node) Connects(ctx context.Context, netns, addr string, count int, time
 	// 16 at a time, each at most timeout: the whole batch is bounded.
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(count/16+1)*timeout+30*time.Second)
 	defer cancel()
-	args := []string{"connects", addr, strconv.Itoa(count), timeout.String()}
-	var out []byte
-	var err error
-	if netns == "" {
-		out, err = run(ctx, bin, args...)
-	} else {
-		out, err = InNetNS(ctx, netns, bin, args...)
-	}
+	out, err := inNetNS(ctx, netns, bin, "connects", addr, strconv.Itoa(count), timeout.String())
 	if err != nil {
 		return 0, err
 	}
@@ -159,4 +145,12 @@ func (n *Node) Connects(ctx context.Context, netns, addr string, count int, time
 		return 0, fmt.Errorf("connects to %s: output %q: %w", addr, out, err)
 	}
 	return ok, nil
+}
+
+// inNetNS runs bin in the network namespace netns, or on the host for "".
+func inNetNS(ctx context.Context, netns, bin string, args ...string) ([]byte, error) {
+	if netns == "" {
+		return run(ctx, bin, args...)
+	}
+	return InNetNS(ctx, netns, bin, args...)
 }

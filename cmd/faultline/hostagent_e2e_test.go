@@ -199,6 +199,25 @@ func TestHostAgentFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("agents lists what the host's agent held and why it reverted", func(t *testing.T) {
+		rb := h.runbook(t, "5s", "3s", h.both())
+		out := faultlineIn(t, h.peer.Name, t.TempDir(), "agents", rb)
+		if out.code != 0 {
+			t.Fatalf("agents: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+		}
+		for _, want := range []string{"host golden-db-1 (https://" + h.agentAddr + "): 0 held", "reverted (requested)", "reverted (lease expired)", "process-pause", "partition"} {
+			if !strings.Contains(out.stdout, want) {
+				t.Errorf("agents output lacks %q:\n%s", want, out.stdout)
+			}
+		}
+		// An address where no agent listens (the run's own namespace, port 1): exit 5, the host named.
+		gone := *h
+		gone.agentAddr = net.JoinHostPort(h.link.B4.String(), "1")
+		if out := faultlineIn(t, h.peer.Name, t.TempDir(), "agents", gone.runbook(t, "5s", "3s", h.both())); out.code != 5 || !strings.Contains(out.stdout, "golden-db-1") || !strings.Contains(out.stdout, "unreachable") {
+			t.Fatalf("agents with the agent unreachable: exit %d, want 5 naming the host\n%s%s", out.code, out.stdout, out.stderr)
+		}
+	})
+
 	t.Run("bad input is refused, nothing applied", func(t *testing.T) {
 		for name, faults := range map[string]string{
 			"a namespace missing on the host": `[{on: [golden-db-1], partition: {netns: fl-no-such-ns}}]`,

@@ -107,7 +107,7 @@ func (m *Main) agentRun(c *cli.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ag, err := agent.New(ctx, agent.Config{
-		NodeName: node, StateDir: c.String("state-dir"), MaxLease: c.Duration("max-lease"),
+		NodeName: node, StateDir: agentStateDir(c), MaxLease: c.Duration("max-lease"),
 		NetnsDir: c.String("netns-dir"), Pods: pods, Logger: log, Metrics: reg,
 	})
 	if err != nil {
@@ -166,4 +166,19 @@ func (m *Main) agentRun(c *cli.Context) error {
 	}
 	log.Info("agent stopping; held faults stay applied on their leases", "held", ag.Held())
 	return serveErr
+}
+
+// agentStateDir is the agent's --state-dir, or the global one (faultline --state-dir DIR agent)
+// when only that was given: two flags of one name must not send the ledger somewhere the operator
+// did not say.
+func agentStateDir(c *cli.Context) string {
+	if c.IsSet("state-dir") {
+		return c.String("state-dir")
+	}
+	for _, p := range c.Lineage()[1:] {
+		if p.IsSet("state-dir") {
+			return p.String("state-dir")
+		}
+	}
+	return c.String("state-dir")
 }

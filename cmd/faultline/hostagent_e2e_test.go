@@ -63,7 +63,7 @@ func startHostNet(t *testing.T) *hostNet {
 
 func (h *hostNet) startAgent(t *testing.T) *started {
 	t.Helper()
-	a := startFaultlineIn(t, h.host.Name, nil, h.agentState, "agent", "--host-only", "--node-name", "golden-db-1",
+	a := startFaultlineIn(t, h.host.Name, nil, h.agentState, "agent", "--host-only", "--node-name", "golden-db-1", "--state-dir", h.agentState,
 		"--listen", h.agentAddr, "--metrics-listen", "",
 		"--tls-ca", h.agentTLS[0], "--tls-cert", h.agentTLS[1], "--tls-key", h.agentTLS[2])
 	a.waitFor(t, 30*time.Second, "the agent to listen", func() bool { return strings.Contains(a.stdout.String(), "listening on") })
@@ -205,6 +205,7 @@ func TestHostAgentFaults(t *testing.T) {
 		if out.code != 0 {
 			t.Fatalf("agents: exit %d\n%s%s", out.code, out.stdout, out.stderr)
 		}
+		t.Logf("faultline agents:\n%s", out.stdout)
 		for _, want := range []string{"host golden-db-1 (https://" + h.agentAddr + "): 0 held", "reverted (requested)", "reverted (lease expired)", "process-pause", "partition"} {
 			if !strings.Contains(out.stdout, want) {
 				t.Errorf("agents output lacks %q:\n%s", want, out.stdout)

@@ -122,3 +122,45 @@ func BenchmarkApplyPerRuleExec(b *testing.B) {
 	}
 	b.ReportMetric(float64(apply)/float64(time.Millisecond)/float64(b.N), "apply-ms")
 }
+
+// BenchmarkPrepare is what every network fault costs before anything is applied: the checks of
+// Prepare (the tools, leftovers of dead runs, the fault's own chain) in a namespace, against the
+// apply and revert of the same one-rule partition measured in the same run.
+//
+//	go test ./injectors/network/ -run '^$' -bench Prepare -benchtime 50x
+func BenchmarkPrepare(b *testing.B) {
+	require(b)
+	ctx := ctxFor(b, 10*time.Minute)
+	ns := netns.New(b)
+	baseline(b, ns)
+	inj := injectorFor(b, network.KindPartition)
+	fault := runbooks.Fault{Name: "bench", Partition: &runbooks.Partition{
+		NetworkTarget: runbooks.NetworkTarget{Netns: ns.Name, Direction: "egress", Peers: benchPeers(1)}}}
+	var prepare, applyRevert time.Duration
+	i := 0
+	for b.Loop() {
+		env := injectors.Env{RunID: fmt.Sprintf("bench-prepare-%d", i)}
+		i++
+		t0 := time.Now()
+		act, err := inj.Prepare(ctx, fault, env)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		rec, err := act.Record()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := act.Apply(ctx, func(context.Context, json.RawMessage) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if err := inj.Revert(ctx, rec, env); err != nil {
+			b.Fatal(err)
+		}
+		prepare += t1.Sub(t0)
+		applyRevert += time.Since(t1)
+	}
+	b.ReportMetric(float64(prepare.Microseconds())/float64(b.N)/1000, "prepare-ms")
+	b.ReportMetric(float64(applyRevert.Microseconds())/float64(b.N)/1000, "apply+revert-ms")
+	b.ReportMetric(float64(prepare)/float64(applyRevert), "prepare/apply+revert")
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -76,34 +77,22 @@ func (r *ruleInjector) Prepare(ctx context.Context, f runbooks.Fault, env inject
 			Table: filterTable, Chain: chain, Families: fams},
 		spec: spec,
 	}
-	// Check, without changing anything, that the tools work in the namespace and that the chain
-	// is not there already (another live fault with the same run ID and name).
-	if err := RefuseLeftovers(ctx, tgt); err != nil {
-		return nil, err
-	}
-	err = tgt.Do(func() error {
-		for _, fp := range fams {
-			for _, tool := range []string{fp.Family.iptables(), fp.Family.restore()} {
-				if _, err := exec.LookPath(tool); err != nil {
-					return policy.Refusef("tool "+tool, "%s is not installed (apt-get install iptables)", tool)
-				}
-			}
-			ipt, err := iptables.New(iptables.IPFamily(fp.Family.proto()), iptables.Timeout(10))
-			if err != nil {
-				return fmt.Errorf("%s: %w", fp.Family.iptables(), err)
-			}
-			exists, err := ipt.ChainExists(filterTable, chain)
-			if err != nil {
-				return fmt.Errorf("%s in netns %s: %w", fp.Family.iptables(), tgt.Label, err)
-			}
-			if exists {
-				return policy.Refusef("chain", "%s chain %s already exists in netns %s: a fault named %q of run %s is already applied", fp.Family.iptables(), chain, tgt.Label, name, env.RunID)
-			}
-		}
-		return nil
-	})
+	// Check, without changing anything, that the tools are there and work in the namespace (the
+	// listing runs them there) and that the chain is not there already (another live fault with
+	// the same run ID and name).
+	chains, err := refuseLeftovers(ctx, tgt)
 	if err != nil {
 		return nil, err
+	}
+	for _, fp := range fams {
+		for _, tool := range []string{fp.Family.iptables(), fp.Family.restore(), fp.Family.save()} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return nil, policy.Refusef("tool "+tool, "%s is not installed (apt-get install iptables)", tool)
+			}
+		}
+		if slices.Contains(chains[fp.Family], chain) {
+			return nil, policy.Refusef("chain", "%s chain %s already exists in netns %s: a fault named %q of run %s is already applied", fp.Family.iptables(), chain, tgt.Label, name, env.RunID)
+		}
 	}
 	return a, nil
 }

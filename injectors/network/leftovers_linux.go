@@ -15,7 +15,17 @@ import (
 // top would leave the old chain in charge again once the new one is reverted. Chains of live
 // owners (a concurrent run) and unlabelled chains are not this check's business.
 func RefuseLeftovers(ctx context.Context, t Target) error {
+	_, err := refuseLeftovers(ctx, t)
+	return err
+}
+
+// refuseLeftovers is RefuseLeftovers, returning too the faultline chains of each family's filter
+// table: one listing per table answers both this check and whether a fault's own chain is there
+// already, where asking iptables each question again would start a process per question (the
+// cost that dominates a fault's preparation).
+func refuseLeftovers(ctx context.Context, t Target) (map[family][]string, error) {
 	var found []string
+	filterChains := map[family][]string{}
 	err := t.Do(func() error {
 		for _, fam := range []family{ipv4, ipv6} {
 			if _, err := exec.LookPath(fam.save()); err != nil {
@@ -30,6 +40,9 @@ func RefuseLeftovers(ctx context.Context, t Target) error {
 					return fmt.Errorf("list %s table %s in netns %s: %w", fam.iptables(), table, t.Label, err)
 				}
 				st := parseSave(string(out))
+				if table == "filter" {
+					filterChains[fam] = st.chains
+				}
 				for _, c := range st.chains {
 					l, ok := labelOf(st.labels[c])
 					if !ok || OwnerAlive(l.Owner) {
@@ -42,11 +55,11 @@ func RefuseLeftovers(ctx context.Context, t Target) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(found) > 0 {
-		return policy.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (with any existing --state-dir: it removes chains no live run owns)",
+		return nil, policy.Refusef("leftovers", "netns %s still holds un-reverted faultline rules whose run is gone: %s; run `faultline recover` first (with any existing --state-dir: it removes chains no live run owns)",
 			t.Label, strings.Join(found, "; "))
 	}
-	return nil
+	return filterChains, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -198,10 +199,25 @@ func helmAgentOnServer(t *testing.T, helm, chart string) {
 	}
 }
 
-// The values schema refuses a mistyped or impossible agent value.
+// The values schema refuses a mistyped or impossible agent value, and takes docs/agent.md's.
 func TestDeployHelmAgentSchemaRefusesBadValues(t *testing.T) {
 	helm := helmBinary(t)
 	chart := filepath.Join("..", "..", "deploy", "helm", "faultline")
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "agent.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml helm\n(.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/agent.md has no ```yaml helm block of agent values")
+	}
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, m[1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, objs := render(t, helm, "template", "faultline", chart, "-f", values); objs["DaemonSet/default/faultline-agent"] == nil {
+		t.Errorf("docs/agent.md's values render no agent DaemonSet")
+	}
 	for _, set := range []string{
 		"agent.enabeld=true",
 		"agent.enabled=yes",

@@ -35,3 +35,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "faultline.tlsSecret" -}}
 {{- default (printf "%s-tls" (include "faultline.fullname" .)) .Values.tls.secretName -}}
 {{- end -}}
+
+{{/* The agent's name and labels. Its name label is fixed, not derived from nameOverride: runs find the agents by app.kubernetes.io/name=faultline-agent. */}}
+{{- define "faultline.agentName" -}}
+{{- printf "%s-agent" (include "faultline.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "faultline.agentSelectorLabels" -}}
+app.kubernetes.io/name: faultline-agent
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "faultline.agentLabels" -}}
+{{ include "faultline.agentSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}

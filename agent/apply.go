@@ -39,14 +39,18 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if f, ok, err := a.existingLocked(req); ok || err != nil {
-		return f, false, err
-	}
 	tgt, err := network.ResolveTarget("", path, network.NetnsDir(a.cfg.NetnsDir))
 	if err != nil {
 		return f, false, refusal(err)
+	}
+	// The fault's and its namespace's locks, not one for the agent: pods apply in parallel.
+	unlock, err := a.lockFault(ctx, req.ID, tgt)
+	if err != nil {
+		return f, false, fmt.Errorf("fault %s: %w", req.ID, err)
+	}
+	defer unlock()
+	if f, ok, err := a.existing(req); ok || err != nil {
+		return f, false, err
 	}
 	fault := req.Fault
 	if fault.Name == "" {
@@ -82,13 +86,13 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 		Kind: fault.Kind(), Targets: act.Targets(), State: ledger.StateRecorded, Record: record,
 		Owner: a.owner(), RecordedAt: now, Meta: mb,
 	}
-	if err := a.led.Put(ctx, entry); err != nil {
+	if err := a.lw.Put(ctx, entry); err != nil {
 		a.m.errors.WithLabelValues("ledger").Inc()
 		return f, false, fmt.Errorf("nothing applied: %w", err)
 	}
 	rec := func(ctx context.Context, r json.RawMessage) error {
 		h.record = r
-		err := a.led.Modify(ctx, req.ID, func(e *ledger.Entry) { e.Record = r })
+		err := a.lw.Modify(ctx, req.ID, func(e *ledger.Entry) { e.Record = r })
 		if err != nil {
 			a.m.errors.WithLabelValues("ledger").Inc()
 		}
@@ -101,7 +105,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 		if rerr != nil {
 			h.f.State, h.f.RevertError = ledger.StateRevertFailed, rerr.Error()
 			h.retryAt = time.Now().Add(retryBackoff)
+			a.mu.Lock()
 			a.faults[req.ID] = h
+			a.mu.Unlock()
 			a.wake()
 		}
 		_ = a.writeMeta(ctx, h, func(e *ledger.Entry) {
@@ -118,7 +124,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	if d, ok := act.(injectors.Describer); ok {
 		h.f.Describe = d.Describe()
 	}
+	a.mu.Lock()
 	a.faults[req.ID] = h
+	a.mu.Unlock()
 	a.m.held.Inc()
 	if err := a.writeMeta(ctx, h, func(e *ledger.Entry) { e.State, e.AppliedAt = ledger.StateApplied, &applied }); err != nil {
 		// The fault is applied and in the ledger as recorded, with its first expiry: a restart
@@ -127,7 +135,7 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	}
 	a.wake()
 	a.log.Info("fault applied", "id", req.ID, "run", req.RunID, "owner", req.Owner, "kind", fault.Kind(), "netns", tgt.Label, "netnsID", tgt.ID, "lease", req.Lease.D(), "expiresAt", h.f.ExpiresAt)
-	return h.f, true, nil
+	return a.view(h), true, nil
 }
 
 // existing returns the fault held under req.ID, if any; a different request under the same id is

@@ -55,8 +55,9 @@ func BenchmarkPartition20Pods(b *testing.B) {
 	// The agent, in this process, on the node's address; a hostNetwork pod tells the run it is there.
 	ca := pki.NewCA(b, "agents")
 	srv, run := ca.Server("agent", []string{agentapi.ServerName}), ca.Client("run")
-	a, err := agent.New(ctx, agent.Config{NodeName: n.Name, StateDir: b.TempDir(),
-		Pods: &podnetns.Resolver{CRI: &podnetns.CRI{Endpoints: []string{n.CRISocket}}}})
+	cri := &podnetns.CRI{Endpoints: []string{n.CRISocket}}
+	defer cri.Close()
+	a, err := agent.New(ctx, agent.Config{NodeName: n.Name, StateDir: b.TempDir(), Pods: &podnetns.Resolver{CRI: cri}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,6 +164,47 @@ func BenchmarkPartition20Pods(b *testing.B) {
 			}
 			for _, p := range acts {
 				if err := inj.Revert(ctx, p.raw, injectors.Env{RunID: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/benchPods, "µs/pod")
+	})
+
+	// direct with each pod's Prepare on the clock too: the checks an agent must run per request
+	// (the namespace's iptables tools, its chains, no leftovers of a dead run) before it applies.
+	b.Run("direct-prepare", func(b *testing.B) {
+		var inj injectors.Injector
+		for _, i := range network.Injectors() {
+			if i.Kind() == "partition" {
+				inj = i
+			}
+		}
+		var paths []string
+		for _, p := range pods {
+			sb, err := n.Sandbox(ctx, f.NS, p.Name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			paths = append(paths, sb.NetNS)
+		}
+		raws := make([]json.RawMessage, len(paths))
+		for b.Loop() {
+			for k, path := range paths {
+				act, err := inj.Prepare(ctx, runbooks.Fault{Name: "cut", Partition: &runbooks.Partition{
+					NetworkTarget: runbooks.NetworkTarget{NetnsPath: path, Peers: peers}}}, injectors.Env{RunID: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if raws[k], err = act.Record(); err != nil {
+					b.Fatal(err)
+				}
+				if err := act.Apply(ctx, noRec); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, raw := range raws {
+				if err := inj.Revert(ctx, raw, injectors.Env{RunID: "bench"}); err != nil {
 					b.Fatal(err)
 				}
 			}

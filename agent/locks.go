@@ -77,11 +77,17 @@ func (k *keyLocks) drop(key string, l *keyLock) {
 	}
 }
 
-// lockFault takes the locks every change of fault id in namespace t holds.
+// lockFault takes the locks every change of fault id in namespace t holds: the fault's, then the
+// namespace's.
 func (a *Agent) lockFault(ctx context.Context, id string, t network.Target) (unlock func(), err error) {
-	ns := t.ID
-	if ns == "" {
-		ns = "path " + t.Path
+	return a.locks.lock(ctx, faultKey(id), netnsKey(t))
+}
+
+func faultKey(id string) string { return "fault " + id }
+
+func netnsKey(t network.Target) string {
+	if t.ID != "" {
+		return "netns " + t.ID
 	}
-	return a.locks.lock(ctx, "fault "+id, "netns "+ns)
+	return "netns path " + t.Path
 }

@@ -66,19 +66,27 @@ func (a *Agent) Revert(ctx context.Context, id string) (agentapi.Fault, error) {
 	return a.view(h), err
 }
 
-// lockHeld finds fault id and takes its locks (lockFault).
+// lockHeld takes fault id's lock, finds it, then takes its namespace's lock: the order Apply
+// takes them in, so that a revert asked while the fault is being applied waits for it and then
+// reverts it, instead of answering that there is no such fault.
 func (a *Agent) lockHeld(ctx context.Context, id string) (*held, func(), error) {
+	unlockID, err := a.locks.lock(ctx, faultKey(id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("fault %s: %w", id, err)
+	}
 	a.mu.Lock()
 	h, ok := a.faults[id]
 	a.mu.Unlock()
 	if !ok {
+		unlockID()
 		return nil, nil, statusf(http.StatusNotFound, "id", "no fault %s on this agent", id)
 	}
-	unlock, err := a.lockFault(ctx, id, h.target)
+	unlockNS, err := a.locks.lock(ctx, netnsKey(h.target))
 	if err != nil {
+		unlockID()
 		return nil, nil, fmt.Errorf("fault %s: %w", id, err)
 	}
-	return h, unlock, nil
+	return h, func() { unlockNS(); unlockID() }, nil
 }
 
 // state and view read what a concurrent List may read too.

@@ -66,6 +66,9 @@ func (g *Group) Modify(ctx context.Context, id string, fn func(*Entry)) error {
 }
 
 func (g *Group) do(ctx context.Context, write func(*bolt.Bucket) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrLedger, err)
+	}
 	op := &groupOp{write: write, done: make(chan groupResult, 1)}
 	g.mu.Lock()
 	g.pending = append(g.pending, op)
@@ -87,7 +90,9 @@ func (g *Group) do(ctx context.Context, write func(*bolt.Bucket) error) error {
 	g.pending = nil
 	g.mu.Unlock()
 	errs := make([]error, len(batch))
-	err := g.l.update(ctx, func(b *bolt.Bucket) error {
+	// The commit carries other callers' writes: the leader going away does not cancel it (the wait
+	// for bbolt's file lock stays bounded by the ledger's own timeout).
+	err := g.l.update(context.WithoutCancel(ctx), func(b *bolt.Bucket) error {
 		for i, o := range batch {
 			errs[i] = o.write(b)
 			// A write refused before it changed anything fails alone; a failed bucket Put is

@@ -15,6 +15,7 @@ import (
 	"github.com/faultline-dev/faultline/agent/podnetns"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/network"
+	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/safety/ledger"
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	all := network.Injectors(network.NetnsDir(cfg.NetnsDir), network.SweepHostNamespace(false))
-	all = append(all, proxy.NewLatencyInjector())
+	all = append(all, proxy.NewLatencyInjector(), process.Kill{}, process.Pause{})
 	reg, err := injectors.NewRegistry(all...)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/faultline-dev/faultline/agent/podnetns"
 	"github.com/faultline-dev/faultline/injectors"
 	"github.com/faultline-dev/faultline/injectors/network"
+	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/ledger"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
@@ -26,7 +27,7 @@ const opTimeout = 2 * time.Minute
 // Apply applies a fault and holds it on its lease. It returns created = false with the fault
 // already held when the same id was applied before. A *statusError says why it refused.
 func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentapi.Fault, created bool, err error) {
-	if err := validateRequest(&req, a.cfg.MaxLease); err != nil {
+	if err := a.validate(&req); err != nil {
 		return f, false, err
 	}
 	if f, ok, err := a.existing(req); ok || err != nil {
@@ -39,9 +40,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	tgt, err := network.ResolveTarget("", path, network.NetnsDir(a.cfg.NetnsDir))
+	tgt, err := a.target(path)
 	if err != nil {
-		return f, false, refusal(err)
+		return f, false, err
 	}
 	// The fault's and its namespace's locks, not one for the agent: pods apply in parallel.
 	unlock, err := a.lockFault(ctx, req.ID, tgt)
@@ -52,19 +53,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	if f, ok, err := a.existing(req); ok || err != nil {
 		return f, false, err
 	}
-	fault := req.Fault
-	if fault.Name == "" {
-		fault.Name = req.ID
-	}
-	setNetnsPath(&fault, path)
-	inj, err := a.reg.Get(fault.Kind())
+	fault, inj, env, act, err := a.prepare(ctx, req, path)
 	if err != nil {
-		return f, false, badf("kind", "%v", err)
-	}
-	env := a.env(req.RunID)
-	act, err := inj.Prepare(ctx, fault, env)
-	if err != nil {
-		return f, false, refusal(err)
+		return f, false, err
 	}
 	record, err := act.Record()
 	if err != nil {
@@ -136,6 +127,78 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	a.wake()
 	a.log.Info("fault applied", "id", req.ID, "run", req.RunID, "owner", req.Owner, "kind", fault.Kind(), "netns", tgt.Label, "netnsID", tgt.ID, "lease", req.Lease.D(), "expiresAt", h.f.ExpiresAt)
 	return a.view(h), true, nil
+}
+
+// target resolves the namespace at path ("" is the agent's own) to its identity.
+func (a *Agent) target(path string) (network.Target, error) {
+	tgt, err := network.ResolveTarget("", path, network.NetnsDir(a.cfg.NetnsDir))
+	if err != nil {
+		return tgt, refusal(err)
+	}
+	return tgt, nil
+}
+
+// prepare turns a request into the injector's action in the namespace at path, touching nothing.
+func (a *Agent) prepare(ctx context.Context, req agentapi.FaultRequest, path string) (runbooks.Fault, injectors.Injector, injectors.Env, injectors.Action, error) {
+	fault := req.Fault
+	if fault.Name == "" {
+		fault.Name = req.ID
+	}
+	fault.SetNetns("", path)
+	inj, err := a.reg.Get(fault.Kind())
+	if err != nil {
+		return fault, nil, injectors.Env{}, nil, badf("kind", "%v", err)
+	}
+	env := a.env(req.RunID)
+	env.Seed, env.Policy.MaxTargets = req.Seed, req.MaxTargets
+	act, err := inj.Prepare(ctx, fault, env)
+	var r *policy.RefusedError
+	if errors.As(err, &r) && r.Rule == "target" && contains(processKinds, fault.Kind()) {
+		// No process is there to fault: for a process fault, its target is not found.
+		return fault, nil, injectors.Env{}, nil, statusf(http.StatusNotFound, r.Rule, "%s", r.Msg)
+	}
+	if err != nil {
+		return fault, nil, injectors.Env{}, nil, refusal(err)
+	}
+	return fault, inj, env, act, nil
+}
+
+// Plan answers what Apply would do with req, applying nothing and holding nothing: the fault in
+// state planned, its describe listing the targets the agent selected (which processes). A run's
+// dry run and its preparation ask it, so that a namespace or process missing on any host refuses
+// the run before any host is touched.
+func (a *Agent) Plan(ctx context.Context, req agentapi.FaultRequest) (agentapi.Fault, error) {
+	if err := a.validate(&req); err != nil {
+		return agentapi.Fault{}, err
+	}
+	path, pausePID, err := a.resolve(ctx, req.Target)
+	if err != nil {
+		return agentapi.Fault{}, err
+	}
+	tgt, err := a.target(path)
+	if err != nil {
+		return agentapi.Fault{}, err
+	}
+	fault, _, _, act, err := a.prepare(ctx, req, path)
+	if err != nil {
+		return agentapi.Fault{}, err
+	}
+	return agentapi.Fault{ID: req.ID, RunID: req.RunID, Owner: req.Owner, Kind: fault.Kind(), Name: fault.Name,
+		State: agentapi.StatePlanned, Target: req.Target, Netns: agentapi.Netns{Path: path, ID: tgt.ID, PausePID: pausePID},
+		Describe: act.Targets()}, nil
+}
+
+// validate checks a request against the API's rules and this agent's role.
+func (a *Agent) validate(req *agentapi.FaultRequest) error {
+	if err := validateRequest(req, a.cfg.MaxLease); err != nil {
+		return err
+	}
+	if contains(processKinds, req.Fault.Kind()) && a.cfg.Pods != nil {
+		// With hostPID, the processes this agent sees are the node's: kubelet, the runtime, every
+		// pod's. Process faults are for a plain host's agent, whose operator chose them.
+		return statusf(http.StatusForbidden, "process", "this agent serves pods (a container runtime is configured): process faults are accepted only by an agent started with --host-only")
+	}
+	return nil
 }
 
 // existing returns the fault held under req.ID, if any; a different request under the same id is

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
+	"github.com/faultline-dev/faultline/internal/testenv/local"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
+	"github.com/faultline-dev/faultline/runbooks"
 )
 
 // BenchmarkLeaseExpiry measures the dead-man switch: from a fault's last renewal (lease 1s) to its
@@ -19,12 +21,34 @@ func BenchmarkLeaseExpiry(b *testing.B) {
 	require(b)
 	h := startAgent(b)
 	ns := netns.New(b)
+	leaseExpiry(b, h, func(lease time.Duration) agentapi.FaultRequest {
+		return partition(b, agentapi.Target{Netns: ns.Name}, lease)
+	}, func() bool { return !strings.Contains(snapshot(b, ns), "FAULTLINE-") })
+}
+
+// BenchmarkPauseLeaseExpiry is the dead-man switch of a plain host's agent for a paused process:
+// from the last renewal (lease 1s) to the process running again, against a DELETE.
+//
+//	go test -run '^$' -bench PauseLeaseExpiry -benchtime 1x ./agent/
+func BenchmarkPauseLeaseExpiry(b *testing.B) {
+	require(b)
+	h := startAgent(b)
+	v := local.StartVictims(b, 1)[0]
+	leaseExpiry(b, h, func(lease time.Duration) agentapi.FaultRequest {
+		return agentapi.FaultRequest{ID: newID(b, "f"), RunID: newID(b, "run"), Owner: "bench", Lease: runbooks.Duration(lease),
+			Target: agentapi.Target{Host: true}, Fault: runbooks.Fault{ProcessPause: &runbooks.ProcessPause{ProcessTarget: runbooks.ProcessTarget{Exe: v.Exe}}}}
+	}, func() bool { return v.State() != "T" })
+}
+
+// leaseExpiry applies req's fault 20 times per iteration and lets its 1 s lease run out after one
+// renewal, checking with undone that nothing of it is left; each trial also times a DELETE.
+func leaseExpiry(b *testing.B, h *harness, req func(lease time.Duration) agentapi.FaultRequest, undone func() bool) {
 	ctx := ctxFor(b, 10*time.Minute)
 	const trials, lease = 20, time.Second
 	for b.Loop() {
 		var gone, over, del []time.Duration
 		for range trials {
-			f, err := h.client.Apply(ctx, partition(b, agentapi.Target{Netns: ns.Name}, lease))
+			f, err := h.client.Apply(ctx, req(lease))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -41,13 +65,13 @@ func BenchmarkLeaseExpiry(b *testing.B) {
 			if r.RevertReason != agentapi.ReasonLeaseExpired {
 				b.Fatalf("reverted for %q", r.RevertReason)
 			}
-			if strings.Contains(snapshot(b, ns), "FAULTLINE-") {
-				b.Fatal("rules left after the lease's revert")
+			if !undone() {
+				b.Fatal("the fault outlived the lease's revert")
 			}
 			gone = append(gone, r.RevertedAt.Sub(renewed))
 			over = append(over, r.RevertedAt.Sub(r.ExpiresAt))
 
-			f, err = h.client.Apply(ctx, partition(b, agentapi.Target{Netns: ns.Name}, time.Minute))
+			f, err = h.client.Apply(ctx, req(time.Minute))
 			if err != nil {
 				b.Fatal(err)
 			}

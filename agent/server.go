@@ -31,6 +31,7 @@ func (a *Agent) Handler(o HandlerOptions) http.Handler {
 	ready := o.Ready
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/faults", a.handleApply)
+	mux.HandleFunc("POST /v1/plans", a.handlePlan)
 	mux.HandleFunc("GET /v1/faults", a.handleList)
 	mux.HandleFunc("POST /v1/faults/{id}/renew", a.handleRenew)
 	mux.HandleFunc("DELETE /v1/faults/{id}", a.handleRevert)
@@ -92,12 +93,33 @@ func certAllowed(c *x509.Certificate, allowed []string) bool {
 
 const maxBody = 1 << 20
 
-func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
+func decodeRequest(w http.ResponseWriter, r *http.Request) (agentapi.FaultRequest, bool) {
 	var req agentapi.FaultRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		writeErr(w, http.StatusBadRequest, "body", "request body is not a FaultRequest: "+err.Error())
+		return req, false
+	}
+	return req, true
+}
+
+func (a *Agent) handlePlan(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeRequest(w, r)
+	if !ok {
+		return
+	}
+	f, err := a.Plan(r.Context(), req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeRequest(w, r)
+	if !ok {
 		return
 	}
 	f, created, err := a.Apply(r.Context(), req)

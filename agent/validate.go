@@ -13,8 +13,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Kinds the agent applies.
-var agentKinds = []string{"partition", "reject", "loss", "shard-isolation", "bandwidth", "latency"}
+// Kinds the agent applies: the network kinds in any namespace it serves, the process kinds on a
+// plain host only.
+var (
+	agentKinds   = runbooks.RemoteKinds
+	processKinds = []string{"process-kill", "process-pause"}
+)
 
 // idRE keeps ids, run IDs and names safe in iptables comments, logs and URLs.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$`)
@@ -59,7 +63,16 @@ func validateRequest(req *agentapi.FaultRequest, maxLease time.Duration) error {
 	if !contains(agentKinds, kind) {
 		return badf("kind", "fault kind %q is not one the agent applies: %s", kind, strings.Join(agentKinds, ", "))
 	}
-	if name, path := netnsOf(&req.Fault); name != "" || path != "" {
+	if len(req.Fault.On) > 0 {
+		return badf("on", "fault.on must be empty: the agent applies the fault here")
+	}
+	if k := req.Fault.ProcessKill; k != nil && k.Interval != 0 {
+		return badf("interval", "processKill.interval must be empty: the run sends one kill per round")
+	}
+	if contains(processKinds, kind) && !req.Target.Host {
+		return badf("target", "process faults act on the agent's host: target {host: true}")
+	}
+	if name, path := req.Fault.Netns(); name != "" || path != "" {
 		return badf("netns", "fault.netns and fault.netnsPath must be empty: the agent sets them from target")
 	}
 	if req.Fault.Name != "" && !idRE.MatchString(req.Fault.Name) {
@@ -133,41 +146,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// netnsOf returns the fault's netns and netnsPath fields.
-func netnsOf(f *runbooks.Fault) (name, path string) {
-	if t := networkTarget(f); t != nil {
-		return t.Netns, t.NetnsPath
-	}
-	if f.Bandwidth != nil {
-		return f.Bandwidth.Netns, f.Bandwidth.NetnsPath
-	}
-	return "", ""
-}
-
-// setNetnsPath points the fault at the namespace the agent resolved ("" is its own).
-func setNetnsPath(f *runbooks.Fault, path string) {
-	if t := networkTarget(f); t != nil {
-		t.Netns, t.NetnsPath = "", path
-	}
-	if f.Bandwidth != nil {
-		f.Bandwidth.Netns, f.Bandwidth.NetnsPath = "", path
-	}
-}
-
-func networkTarget(f *runbooks.Fault) *runbooks.NetworkTarget {
-	switch {
-	case f.Partition != nil:
-		return &f.Partition.NetworkTarget
-	case f.Reject != nil:
-		return &f.Reject.NetworkTarget
-	case f.Loss != nil:
-		return &f.Loss.NetworkTarget
-	case f.ShardIsolation != nil:
-		return &f.ShardIsolation.NetworkTarget
-	case f.Latency != nil:
-		return &f.Latency.NetworkTarget
-	}
-	return nil
 }

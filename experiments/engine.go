@@ -243,7 +243,7 @@ func (e *Engine) prepare(ctx context.Context, x runbooks.Experiment, env injecto
 	out := make([]prepared, 0, len(x.Faults))
 	seed := env.Seed
 	for i, f := range x.Faults {
-		inj, err := e.Injectors.Get(f.Kind())
+		inj, err := e.Injectors.Get(injectors.KindFor(f))
 		if err != nil {
 			return nil, &policy.RefusedError{Rule: "fault kind", Msg: err.Error()}
 		}

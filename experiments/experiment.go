@@ -328,7 +328,7 @@ func (e *Engine) checkConflicts(ctx context.Context, acts []prepared) error {
 	for _, a := range acts {
 		for _, t := range a.act.Targets() {
 			for _, o := range open {
-				if o.Kind != a.fault.Kind() || !slices.Contains(o.Targets, t) {
+				if o.Kind != a.inj.Kind() || !slices.Contains(o.Targets, t) {
 					continue
 				}
 				if o.Owner.Alive() {
@@ -360,7 +360,7 @@ func (e *Engine) inject(ctx context.Context, x *runbooks.Experiment, env injecto
 		now := time.Now()
 		entry := &ledger.Entry{
 			ID: fmt.Sprintf("%s-%s-%02d", env.RunID, x.Name, i), RunID: env.RunID, Runbook: env.Runbook,
-			Experiment: x.Name, Fault: a.fault.Name, Kind: a.fault.Kind(), Targets: a.act.Targets(),
+			Experiment: x.Name, Fault: a.fault.Name, Kind: a.inj.Kind(), Targets: a.act.Targets(),
 			State: ledger.StateRecorded, Record: rec, Owner: owner, RecordedAt: now,
 		}
 		e.hook("before-record")

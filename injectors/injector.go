@@ -107,6 +107,18 @@ type Event struct {
 	Subjects []Target `json:"subjects,omitempty"`
 }
 
+// AgentKind is the registry kind of the injector that sends faults to hosts' agents (a fault with
+// on:). The ledger records it rather than the fault's own kind, so that recover asks the agents.
+const AgentKind = "agent"
+
+// KindFor returns the registry kind of the injector that handles f.
+func KindFor(f runbooks.Fault) string {
+	if len(f.On) > 0 {
+		return AgentKind
+	}
+	return f.Kind()
+}
+
 // Registry maps kinds to injectors. It is built once, by the command, from the injectors compiled
 // in; there is no global registry.
 type Registry struct {

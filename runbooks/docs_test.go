@@ -70,7 +70,7 @@ const docHeader = "apiVersion: faultline.dev/v1alpha1\nkind: Runbook\nmetadata: 
 
 // The environment pins a cluster and names the agents because fragments with Kubernetes and pod
 // network faults need them.
-const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000, agent: {tls: {caFile: ca.pem, certFile: run.pem, keyFile: run-key.pem}}}}\n"
+const docEnv = "environment: {name: docs, type: staging, kubernetes: {clusterID: 0b6a4b4e-0000-4000-8000-000000000000, agent: {tls: {caFile: ca.pem, certFile: run.pem, keyFile: run-key.pem}}},\n  agents: {tls: {caFile: ca.pem, certFile: run.pem, keyFile: run-key.pem}, hosts: [{name: golden-db-1, address: 10.0.3.17}, {name: golden-app-1, address: 10.0.3.21}]}}\n"
 const docExperiment = "experiments:\n  - name: x\n    duration: 10s\n    faults: [{processPause: {pidFile: /run/app.pid}}]\n"
 
 func validateDocBlock(t *testing.T, name, text string) error {

@@ -9,6 +9,8 @@ import (
 // tag is the name the injector registry knows it by.
 type Fault struct {
 	Name string `yaml:"name,omitempty" json:"name,omitempty" doc:"Optional; defaults to the kind and index."`
+	// On sends the fault to the faultline agents of other hosts (runbooks/fault_remote.go).
+	On []string `yaml:"on,omitempty" json:"on,omitempty" doc:"Apply this fault on these hosts, through their faultline agents (names from environment.agents.hosts), instead of on the host the run is on. Network faults (netns then names a namespace on that host) and process faults."`
 
 	ProcessKill  *ProcessKill  `yaml:"processKill,omitempty" json:"processKill,omitempty" kind:"process-kill"`
 	ProcessPause *ProcessPause `yaml:"processPause,omitempty" json:"processPause,omitempty" kind:"process-pause"`

@@ -178,9 +178,13 @@ func (a *PodAgent) validate(v *Validator, path string) {
 	if a.Port < 0 || a.Port > 65535 {
 		v.Errorf(path+".port", "must be a port (1-65535), got %d", a.Port)
 	}
-	for _, f := range []struct{ name, value string }{{"caFile", a.TLS.CAFile}, {"certFile", a.TLS.CertFile}, {"keyFile", a.TLS.KeyFile}} {
+	a.TLS.validate(v, path+".tls")
+}
+
+func (t *AgentTLS) validate(v *Validator, path string) {
+	for _, f := range []struct{ name, value string }{{"caFile", t.CAFile}, {"certFile", t.CertFile}, {"keyFile", t.KeyFile}} {
 		if f.value == "" {
-			v.Errorf(path+".tls."+f.name, "is required: the agents accept only clients with a certificate signed by their CA")
+			v.Errorf(path+"."+f.name, "is required: the agents accept only clients with a certificate signed by their CA")
 		}
 	}
 }

@@ -34,6 +34,8 @@ type Environment struct {
 	Type  string   `yaml:"type" json:"type" enum:"staging,golden-copy,local" doc:"What the environment is: staging, golden-copy or local. There is no production type."`
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty" doc:"Host names (shell globs) where host-level faults (processes, network) may run. Empty means any host."`
 	// Kubernetes pins the cluster; required when the runbook has Kubernetes faults.
+	// Agents are the faultline agents of plain Linux hosts, for faults with `on`.
+	Agents     *HostAgents            `yaml:"agents,omitempty" json:"agents,omitempty" doc:"The faultline agents of plain Linux hosts (golden copies built of VMs) that faults with on: are sent to."`
 	Kubernetes *KubernetesEnvironment `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty" doc:"The one Kubernetes cluster this runbook may touch (required with Kubernetes faults); any other cluster is refused before anything is listed."`
 }
 

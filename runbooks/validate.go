@@ -56,6 +56,7 @@ func (r *Runbook) Validate() *Validator {
 	r.validateLoadGuardrails(v)
 	r.Baseline.validate(v, "baseline")
 	defer r.validateKubernetes(v) // after the faults: it asks which kinds they are
+	defer r.validateRemote(v)
 	defer r.validateObjectives(v)
 	if len(r.Experiments) == 0 {
 		v.Errorf("experiments", "at least one experiment is required")

@@ -83,6 +83,14 @@ func (c *Client) Apply(ctx context.Context, req FaultRequest) (Fault, error) {
 	return f, err
 }
 
+// Plan asks the agent what Apply would do with req: the targets it would select, or why it
+// would refuse. Nothing is applied.
+func (c *Client) Plan(ctx context.Context, req FaultRequest) (Fault, error) {
+	var f Fault
+	err := c.do(ctx, http.MethodPost, "/v1/plans", req, &f)
+	return f, err
+}
+
 // Renew extends a fault's lease to lease from now. When the agent has already reverted the fault
 // it returns that Fault and an error matching ErrGone.
 func (c *Client) Renew(ctx context.Context, id string, lease time.Duration) (Fault, error) {

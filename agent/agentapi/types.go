@@ -5,6 +5,7 @@
 // The API:
 //
 //	POST   /v1/faults              FaultRequest → 201 Fault (200 when the id is already held)
+//	POST   /v1/plans               FaultRequest → 200 Fault (state planned; describe: the targets)
 //	POST   /v1/faults/{id}/renew   RenewRequest → 200 Fault; 410 Fault when already reverted
 //	DELETE /v1/faults/{id}         → 200 Fault (state reverted); 404 unknown
 //	GET    /v1/faults              → []Fault, held and recently reverted
@@ -35,6 +36,8 @@ const (
 	StateReverted = "reverted"
 	// StateRevertFailed is a fault the agent no longer holds but could not revert yet; it retries.
 	StateRevertFailed = "revert-failed"
+	// StatePlanned is the answer to a plan: nothing applied, nothing held.
+	StatePlanned = "planned"
 )
 
 // Revert reasons.
@@ -57,8 +60,15 @@ type FaultRequest struct {
 	Lease  runbooks.Duration `json:"lease"`
 	Target Target            `json:"target"`
 	// Fault is a network fault (partition, reject, loss, shardIsolation, bandwidth, latency)
-	// whose netns and netnsPath are empty: the agent fills them in from Target.
+	// whose netns and netnsPath are empty: the agent fills them in from Target; or, for an agent
+	// on a plain host (--host-only) and target {host: true}, a process fault (processKill
+	// without interval, processPause).
 	Fault runbooks.Fault `json:"fault"`
+	// Seed seeds a random pick of processes (a process fault with count or percent), so that the
+	// run's seed repeats it.
+	Seed uint64 `json:"seed,omitempty"`
+	// MaxTargets is the runbook's policy.maxTargets: a fault that would touch more is refused.
+	MaxTargets int `json:"maxTargets,omitempty"`
 }
 
 // Target is where a fault goes; exactly one field is set.

@@ -36,12 +36,13 @@ EXAMPLES:
 func (m *Main) agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
-		Usage: "the node agent: applies network faults inside pods (or namespaces) of its own node for runs",
+		Usage: "the node agent: applies network faults inside pods (or namespaces) of its own node, or network and process faults on a plain host, for runs",
 		Description: `'faultline agent' runs on every node (a privileged DaemonSet with hostPID and the container
 runtime's socket) or on a plain Linux host (a systemd unit). A run asks it, over HTTPS with
 mutual TLS, to apply a network fault - partition, reject, loss, shardIsolation, bandwidth,
 latency - inside a pod's network namespace, a named namespace ({netns: NAME}) or the host's
-({host: true}). The agent finds a pod's namespace through the runtime's CRI API (containerd,
+({host: true}); with --host-only (a plain Linux host, a systemd unit) also processKill and
+processPause of the host's processes, for runbooks that name it in a fault's on:. The agent finds a pod's namespace through the runtime's CRI API (containerd,
 CRI-O), or through /proc when no runtime answers; it accepts only pods whose sandbox runs on
 its own node (403, rule node, for the others).
 
@@ -64,7 +65,7 @@ needed). Metrics: GET /metrics on --metrics-listen (plain HTTP).
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/faultline-agent", Usage: "the agent's ledger lives here; a hostPath on Kubernetes, so that it outlives the pod"},
 			&cli.StringSliceFlag{Name: "cri-socket", Value: cli.NewStringSlice(podnetns.DefaultEndpoints...), Usage: "container runtime sockets, tried in order (the first that exists is used)"},
 			&cli.BoolFlag{Name: "no-proc-fallback", Usage: "find pods only through CRI, never by scanning /proc for the pod's cgroup"},
-			&cli.BoolFlag{Name: "host-only", Usage: "a plain host: refuse pod targets, serve only {host: true} and {netns: NAME}"},
+			&cli.BoolFlag{Name: "host-only", Usage: "a plain host: refuse pod targets, serve only {host: true} and {netns: NAME}, and accept process faults"},
 			&cli.StringFlag{Name: "netns-dir", Value: "/var/run/netns", Usage: "where named network namespaces are"},
 			&cli.StringFlag{Name: "tls-ca", Required: true, Usage: "PEM CA that signs the clients' (runs') certificates"},
 			&cli.StringFlag{Name: "tls-cert", Required: true, Usage: "PEM certificate of the agent (with DNS:" + agentapi.ServerName + ")"},
@@ -106,7 +107,7 @@ func (m *Main) agentRun(c *cli.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ag, err := agent.New(ctx, agent.Config{
-		NodeName: node, StateDir: c.String("state-dir"), MaxLease: c.Duration("max-lease"),
+		NodeName: node, StateDir: agentStateDir(c), MaxLease: c.Duration("max-lease"),
 		NetnsDir: c.String("netns-dir"), Pods: pods, Logger: log, Metrics: reg,
 	})
 	if err != nil {
@@ -165,4 +166,19 @@ func (m *Main) agentRun(c *cli.Context) error {
 	}
 	log.Info("agent stopping; held faults stay applied on their leases", "held", ag.Held())
 	return serveErr
+}
+
+// agentStateDir is the agent's --state-dir, or the global one (faultline --state-dir DIR agent)
+// when only that was given: two flags of one name must not send the ledger somewhere the operator
+// did not say.
+func agentStateDir(c *cli.Context) string {
+	if c.IsSet("state-dir") {
+		return c.String("state-dir")
+	}
+	for _, p := range c.Lineage()[1:] {
+		if p.IsSet("state-dir") {
+			return p.String("state-dir")
+		}
+	}
+	return c.String("state-dir")
 }

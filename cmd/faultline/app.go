@@ -143,6 +143,7 @@ Start with:  faultline validate runbooks/examples/process-pause.yaml
 			m.demoSampleCommand(),
 			m.demoSystemCommand(),
 			m.agentCommand(),
+			m.agentsCommand(),
 		},
 	}
 }

@@ -58,9 +58,24 @@ func (c outcome) result(t testing.TB) experiments.Result {
 // faultline runs the binary to completion with a deadline.
 func faultline(t testing.TB, stateDir string, args ...string) outcome {
 	t.Helper()
+	return faultlineIn(t, "", stateDir, args...)
+}
+
+// command is the binary with args, run in the named network namespace ("" is the test's own).
+func command(ctx context.Context, netns, stateDir string, args ...string) *exec.Cmd {
+	args = append([]string{"--state-dir", stateDir}, args...)
+	if netns != "" {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns, binPath}, args...)...)
+	}
+	return exec.CommandContext(ctx, binPath, args...)
+}
+
+// faultlineIn runs the binary to completion in a network namespace, with a deadline.
+func faultlineIn(t testing.TB, netns, stateDir string, args ...string) outcome {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, append([]string{"--state-dir", stateDir}, args...)...)
+	cmd := command(ctx, netns, stateDir, args...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -103,7 +118,14 @@ func (l *lockedBuffer) String() string {
 
 func startFaultline(t testing.TB, env []string, stateDir string, args ...string) *started {
 	t.Helper()
-	cmd := exec.Command(binPath, append([]string{"--state-dir", stateDir}, args...)...)
+	return startFaultlineIn(t, "", env, stateDir, args...)
+}
+
+// startFaultlineIn starts the binary in the background in a network namespace. `ip netns exec`
+// execs the binary in its own process, so the pid and signals are faultline's.
+func startFaultlineIn(t testing.TB, netns string, env []string, stateDir string, args ...string) *started {
+	t.Helper()
+	cmd := command(context.Background(), netns, stateDir, args...)
 	cmd.Env = append(os.Environ(), env...)
 	s := &started{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr

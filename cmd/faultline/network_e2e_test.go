@@ -29,7 +29,13 @@ import (
 // table the fault's revert leaves behind empty does not count as a difference.
 func snapshot(t testing.TB, ns *netns.NS) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return snapshotWith(t, ns.Exec)
+}
+
+// snapshotWith is snapshot with exec running each command in the namespace.
+func snapshotWith(t testing.TB, exec func(ctx context.Context, name string, args ...string) ([]byte, error)) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var b strings.Builder
 	for _, cmd := range [][]string{
@@ -37,7 +43,7 @@ func snapshot(t testing.TB, ns *netns.NS) string {
 		{"ip6tables-save", "-t", "filter"}, {"ip6tables-save", "-t", "nat"},
 		{"tc", "qdisc", "show"},
 	} {
-		out, err := ns.Exec(ctx, cmd[0], cmd[1:]...)
+		out, err := exec(ctx, cmd[0], cmd[1:]...)
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", cmd, err, out)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/faultline-dev/faultline/injectors/process"
 	"github.com/faultline-dev/faultline/injectors/proxy"
 	"github.com/faultline-dev/faultline/injectors/proxyserver"
+	"github.com/faultline-dev/faultline/injectors/remote"
 	"github.com/faultline-dev/faultline/load"
 	"github.com/faultline-dev/faultline/safety/guardrail"
 )
@@ -27,6 +28,7 @@ func registry() (*injectors.Registry, error) {
 	all = append(all, proxy.Injectors()...)
 	all = append(all, proxyserver.Injectors()...)
 	all = append(all, pod.Injectors()...)
+	all = append(all, remote.Injector{})
 	return injectors.NewRegistry(all...)
 }
 

@@ -7,11 +7,11 @@ package pod
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/faultline-dev/faultline/agent/agentapi"
 	"github.com/faultline-dev/faultline/injectors"
+	"github.com/faultline-dev/faultline/injectors/agentlease"
 	"github.com/faultline-dev/faultline/runbooks"
 	"github.com/faultline-dev/faultline/safety/policy"
 )
@@ -123,17 +123,12 @@ func (i Injector) Revert(ctx context.Context, raw json.RawMessage, env injectors
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return fmt.Errorf("decode %s record: %w", i.kind, err)
 	}
-	if len(rec.Faults) == 0 {
-		return nil
+	faults := make([]agentlease.Fault, len(rec.Faults))
+	for k, af := range rec.Faults {
+		faults[k] = af.leased()
 	}
-	agents, err := newAgents(rec.TLS)
-	if err != nil {
-		return err
-	}
-	defer agents.close()
-	errs := make([]error, len(rec.Faults))
-	forEach(len(rec.Faults), func(k int) {
-		errs[k] = revertOne(ctx, agents, rec, rec.Faults[k], env)
+	// A replaced agent pod has a new IP: look for the node's agent again.
+	return agentlease.RevertAll(ctx, rec.TLS, "environment.kubernetes.agent.tls", faults, func(ctx context.Context, f agentlease.Fault) (string, bool) {
+		return agentOn(ctx, env, rec.AgentNamespace, rec.AgentPort, f.Subject.Node)
 	})
-	return errors.Join(errs...)
 }

@@ -264,7 +264,7 @@ func TestRevertUnreachableAgentFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = injector(t, "pod-partition").Revert(ctx, raw, injectors.Env{})
-	if err == nil || !strings.Contains(err.Error(), "pod a/b (node n1)") {
+	if err == nil || !strings.Contains(err.Error(), "pod a/b on node n1") {
 		t.Fatalf("Revert = %v, want an error naming the pod and node", err)
 	}
 	if err := injector(t, "pod-partition").Revert(ctx, json.RawMessage(`{"kind":"pod-partition","faults":[]}`), injectors.Env{}); err != nil {

@@ -3,6 +3,7 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,14 +111,7 @@ func (n *Node) Probe(ctx context.Context, netns, url string, timeout time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
 	defer cancel()
-	args := []string{"probe", url, timeout.String()}
-	var out []byte
-	var err error
-	if netns == "" {
-		out, err = run(ctx, bin, args...)
-	} else {
-		out, err = InNetNS(ctx, netns, bin, args...)
-	}
+	out, err := inNetNS(ctx, netns, bin, "probe", url, timeout.String())
 	if err != nil {
 		return 0, err
 	}
@@ -127,4 +121,36 @@ func (n *Node) Probe(ctx context.Context, netns, url string, timeout time.Durati
 		return 0, fmt.Errorf("probe %s: output %q: %w", url, out, err)
 	}
 	return d, nil
+}
+
+// Connects opens count TCP connections to addr from inside the network namespace netns ("" for
+// the host), each given timeout to be established, and returns how many were. HTTPDImage must
+// have been loaded.
+func (n *Node) Connects(ctx context.Context, netns, addr string, count int, timeout time.Duration) (int, error) {
+	n.imageMu.Lock()
+	bin := n.httpdBin
+	n.imageMu.Unlock()
+	if bin == "" {
+		return 0, fmt.Errorf("connects to %s: load the httpd image first (Node.HTTPDImage)", addr)
+	}
+	// 16 at a time, each at most timeout: the whole batch is bounded.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(count/16+1)*timeout+30*time.Second)
+	defer cancel()
+	out, err := inNetNS(ctx, netns, bin, "connects", addr, strconv.Itoa(count), timeout.String())
+	if err != nil {
+		return 0, err
+	}
+	ok, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return 0, fmt.Errorf("connects to %s: output %q: %w", addr, out, err)
+	}
+	return ok, nil
+}
+
+// inNetNS runs bin in the network namespace netns, or on the host for "".
+func inNetNS(ctx context.Context, netns, bin string, args ...string) ([]byte, error) {
+	if netns == "" {
+		return run(ctx, bin, args...)
+	}
+	return InNetNS(ctx, netns, bin, args...)
 }

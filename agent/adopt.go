@@ -24,8 +24,8 @@ func (a *Agent) adopt(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read agent ledger: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	// Nothing else runs yet (New starts the keeper after), so no fault locks are taken; mu still
+	// guards faults for the reverts' sake.
 	now := time.Now()
 	for _, e := range entries {
 		var m meta
@@ -34,7 +34,9 @@ func (a *Agent) adopt(ctx context.Context) error {
 			m.Fault = agentapi.Fault{ID: e.ID, RunID: e.RunID, Kind: e.Kind, Name: e.Fault, State: agentapi.StateApplied}
 		}
 		h := &held{f: m.Fault, record: e.Record, target: m.NetTarget}
+		a.mu.Lock()
 		a.faults[e.ID] = h
+		a.mu.Unlock()
 		switch e.State {
 		case ledger.StateReverted:
 			h.f.State = agentapi.StateReverted
@@ -43,7 +45,7 @@ func (a *Agent) adopt(ctx context.Context) error {
 			a.log.Warn("fault was recorded but not confirmed applied when the agent stopped: reverting", "id", e.ID, "run", e.RunID)
 			h.f.State = agentapi.StateApplied
 			a.m.held.Inc()
-			_ = a.revertLocked(ctx, h, ReasonAgentRestarted)
+			_ = a.revertHeld(ctx, h, ReasonAgentRestarted)
 			continue
 		}
 		h.f.State = agentapi.StateApplied
@@ -52,13 +54,13 @@ func (a *Agent) adopt(ctx context.Context) error {
 		case !h.f.ExpiresAt.After(now):
 			a.m.expiries.Inc()
 			a.log.Warn("lease expired while the agent was down: reverting", "id", e.ID, "run", e.RunID, "expiredAt", h.f.ExpiresAt)
-			_ = a.revertLocked(ctx, h, agentapi.ReasonLeaseExpired)
+			_ = a.revertHeld(ctx, h, agentapi.ReasonLeaseExpired)
 		case proxyMechanism(e.Record):
 			a.log.Warn("latency fault's transparent proxy ran in the previous agent process: reverting", "id", e.ID, "run", e.RunID)
-			_ = a.revertLocked(ctx, h, ReasonAgentRestarted)
+			_ = a.revertHeld(ctx, h, ReasonAgentRestarted)
 		default:
 			if _, gone, err := h.target.Locate(); err == nil && gone {
-				_ = a.revertLocked(ctx, h, agentapi.ReasonPodGone)
+				_ = a.revertHeld(ctx, h, agentapi.ReasonPodGone)
 				continue
 			}
 			a.log.Info("holding fault again after a restart", "id", e.ID, "run", e.RunID, "kind", h.f.Kind, "netns", h.target.Label, "expiresAt", h.f.ExpiresAt)

@@ -54,12 +54,16 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 	led *ledger.FileLedger
+	// lw writes the ledger: concurrent changes of different faults share commits.
+	lw  *ledger.Group
 	reg *injectors.Registry
 	m   *metrics
 
-	// mu serialises every change of a fault (apply, renew, revert) and guards faults.
+	// mu guards faults and what they hold; held briefly. A change of a fault (apply, renew,
+	// revert) also holds the fault's and its namespace's locks for its whole course (lockFault).
 	mu     sync.Mutex
 	faults map[string]*held
+	locks  keyLocks
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -119,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, led: led, reg: reg, m: m, faults: map[string]*held{}, kick: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, led: led, lw: led.Group(), reg: reg, m: m, faults: map[string]*held{}, kick: make(chan struct{}, 1)}
 	if err := a.adopt(ctx); err != nil {
 		return nil, err
 	}
@@ -179,13 +183,15 @@ func (a *Agent) wake() {
 	}
 }
 
-// writeMeta stores the fault's current view in its ledger entry.
+// writeMeta stores the fault's current view in its ledger entry; the caller holds its locks.
 func (a *Agent) writeMeta(ctx context.Context, h *held, fn func(*ledger.Entry)) error {
+	a.mu.Lock()
 	mb, err := json.Marshal(meta{Fault: h.f, NetTarget: h.target})
+	a.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("encode fault %s: %w", h.f.ID, err)
 	}
-	err = a.led.Modify(ctx, h.f.ID, func(e *ledger.Entry) {
+	err = a.lw.Modify(ctx, h.f.ID, func(e *ledger.Entry) {
 		e.Meta = mb
 		if fn != nil {
 			fn(e)

@@ -40,12 +40,20 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if f, ok, err := a.existingLocked(req); ok || err != nil {
+	tgt, err := a.target(path)
+	if err != nil {
 		return f, false, err
 	}
-	fault, inj, env, act, tgt, err := a.prepare(ctx, req, path)
+	// The fault's and its namespace's locks, not one for the agent: pods apply in parallel.
+	unlock, err := a.lockFault(ctx, req.ID, tgt)
+	if err != nil {
+		return f, false, fmt.Errorf("fault %s: %w", req.ID, err)
+	}
+	defer unlock()
+	if f, ok, err := a.existing(req); ok || err != nil {
+		return f, false, err
+	}
+	fault, inj, env, act, err := a.prepare(ctx, req, path)
 	if err != nil {
 		return f, false, err
 	}
@@ -69,13 +77,13 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 		Kind: fault.Kind(), Targets: act.Targets(), State: ledger.StateRecorded, Record: record,
 		Owner: a.owner(), RecordedAt: now, Meta: mb,
 	}
-	if err := a.led.Put(ctx, entry); err != nil {
+	if err := a.lw.Put(ctx, entry); err != nil {
 		a.m.errors.WithLabelValues("ledger").Inc()
 		return f, false, fmt.Errorf("nothing applied: %w", err)
 	}
 	rec := func(ctx context.Context, r json.RawMessage) error {
 		h.record = r
-		err := a.led.Modify(ctx, req.ID, func(e *ledger.Entry) { e.Record = r })
+		err := a.lw.Modify(ctx, req.ID, func(e *ledger.Entry) { e.Record = r })
 		if err != nil {
 			a.m.errors.WithLabelValues("ledger").Inc()
 		}
@@ -88,7 +96,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 		if rerr != nil {
 			h.f.State, h.f.RevertError = ledger.StateRevertFailed, rerr.Error()
 			h.retryAt = time.Now().Add(retryBackoff)
+			a.mu.Lock()
 			a.faults[req.ID] = h
+			a.mu.Unlock()
 			a.wake()
 		}
 		_ = a.writeMeta(ctx, h, func(e *ledger.Entry) {
@@ -105,7 +115,9 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	if d, ok := act.(injectors.Describer); ok {
 		h.f.Describe = d.Describe()
 	}
+	a.mu.Lock()
 	a.faults[req.ID] = h
+	a.mu.Unlock()
 	a.m.held.Inc()
 	if err := a.writeMeta(ctx, h, func(e *ledger.Entry) { e.State, e.AppliedAt = ledger.StateApplied, &applied }); err != nil {
 		// The fault is applied and in the ledger as recorded, with its first expiry: a restart
@@ -114,23 +126,28 @@ func (a *Agent) Apply(ctx context.Context, req agentapi.FaultRequest) (f agentap
 	}
 	a.wake()
 	a.log.Info("fault applied", "id", req.ID, "run", req.RunID, "owner", req.Owner, "kind", fault.Kind(), "netns", tgt.Label, "netnsID", tgt.ID, "lease", req.Lease.D(), "expiresAt", h.f.ExpiresAt)
-	return h.f, true, nil
+	return a.view(h), true, nil
+}
+
+// target resolves the namespace at path ("" is the agent's own) to its identity.
+func (a *Agent) target(path string) (network.Target, error) {
+	tgt, err := network.ResolveTarget("", path, network.NetnsDir(a.cfg.NetnsDir))
+	if err != nil {
+		return tgt, refusal(err)
+	}
+	return tgt, nil
 }
 
 // prepare turns a request into the injector's action in the namespace at path, touching nothing.
-func (a *Agent) prepare(ctx context.Context, req agentapi.FaultRequest, path string) (runbooks.Fault, injectors.Injector, injectors.Env, injectors.Action, network.Target, error) {
+func (a *Agent) prepare(ctx context.Context, req agentapi.FaultRequest, path string) (runbooks.Fault, injectors.Injector, injectors.Env, injectors.Action, error) {
 	fault := req.Fault
-	tgt, err := network.ResolveTarget("", path, network.NetnsDir(a.cfg.NetnsDir))
-	if err != nil {
-		return fault, nil, injectors.Env{}, nil, tgt, refusal(err)
-	}
 	if fault.Name == "" {
 		fault.Name = req.ID
 	}
 	fault.SetNetns("", path)
 	inj, err := a.reg.Get(fault.Kind())
 	if err != nil {
-		return fault, nil, injectors.Env{}, nil, tgt, badf("kind", "%v", err)
+		return fault, nil, injectors.Env{}, nil, badf("kind", "%v", err)
 	}
 	env := a.env(req.RunID)
 	env.Seed, env.Policy.MaxTargets = req.Seed, req.MaxTargets
@@ -138,12 +155,12 @@ func (a *Agent) prepare(ctx context.Context, req agentapi.FaultRequest, path str
 	var r *policy.RefusedError
 	if errors.As(err, &r) && r.Rule == "target" && contains(processKinds, fault.Kind()) {
 		// No process is there to fault: for a process fault, its target is not found.
-		return fault, nil, injectors.Env{}, nil, tgt, statusf(http.StatusNotFound, r.Rule, "%s", r.Msg)
+		return fault, nil, injectors.Env{}, nil, statusf(http.StatusNotFound, r.Rule, "%s", r.Msg)
 	}
 	if err != nil {
-		return fault, nil, injectors.Env{}, nil, tgt, refusal(err)
+		return fault, nil, injectors.Env{}, nil, refusal(err)
 	}
-	return fault, inj, env, act, tgt, nil
+	return fault, inj, env, act, nil
 }
 
 // Plan answers what Apply would do with req, applying nothing and holding nothing: the fault in
@@ -158,7 +175,11 @@ func (a *Agent) Plan(ctx context.Context, req agentapi.FaultRequest) (agentapi.F
 	if err != nil {
 		return agentapi.Fault{}, err
 	}
-	fault, _, _, act, tgt, err := a.prepare(ctx, req, path)
+	tgt, err := a.target(path)
+	if err != nil {
+		return agentapi.Fault{}, err
+	}
+	fault, _, _, act, err := a.prepare(ctx, req, path)
 	if err != nil {
 		return agentapi.Fault{}, err
 	}

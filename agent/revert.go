@@ -21,53 +21,93 @@ func (a *Agent) Renew(ctx context.Context, id string, lease time.Duration) (agen
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	h, ok := a.faults[id]
-	if !ok {
-		return agentapi.Fault{}, statusf(http.StatusNotFound, "id", "no fault %s on this agent", id)
+	h, unlock, err := a.lockHeld(ctx, id)
+	if err != nil {
+		return agentapi.Fault{}, err
 	}
-	if h.f.State == agentapi.StateApplied {
+	defer unlock()
+	if a.state(h) == agentapi.StateApplied {
 		if _, gone, err := h.target.Locate(); err == nil && gone {
-			_ = a.revertLocked(ctx, h, agentapi.ReasonPodGone)
+			_ = a.revertHeld(ctx, h, agentapi.ReasonPodGone)
 		}
 	}
+	a.mu.Lock()
 	if h.f.State != agentapi.StateApplied {
+		defer a.mu.Unlock()
 		return h.f, &statusError{status: http.StatusGone, rule: "gone", msg: fmt.Sprintf("fault %s was already reverted: %s", id, h.f.RevertReason)}
 	}
 	prev := h.f.ExpiresAt
 	h.f.ExpiresAt = time.Now().Add(lease)
+	a.mu.Unlock()
 	if err := a.writeMeta(ctx, h, nil); err != nil {
 		// The old expiry stays in force: a restart must not hold a fault longer than the ledger says.
+		a.mu.Lock()
 		h.f.ExpiresAt = prev
+		a.mu.Unlock()
 		return agentapi.Fault{}, fmt.Errorf("renew %s: %w", id, err)
 	}
 	a.wake()
-	return h.f, nil
+	return a.view(h), nil
 }
 
 // Revert reverts a fault now, at its caller's request. Reverting one already reverted returns it.
 func (a *Agent) Revert(ctx context.Context, id string) (agentapi.Fault, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	h, ok := a.faults[id]
-	if !ok {
-		return agentapi.Fault{}, statusf(http.StatusNotFound, "id", "no fault %s on this agent", id)
+	h, unlock, err := a.lockHeld(ctx, id)
+	if err != nil {
+		return agentapi.Fault{}, err
 	}
-	if h.f.State == agentapi.StateReverted {
-		return h.f, nil
+	defer unlock()
+	if a.state(h) == agentapi.StateReverted {
+		return a.view(h), nil
 	}
-	err := a.revertLocked(ctx, h, agentapi.ReasonRequested)
-	return h.f, err
+	err = a.revertHeld(ctx, h, agentapi.ReasonRequested)
+	return a.view(h), err
 }
 
-// revertLocked reverts h from its record and closes its ledger entry. A namespace that is gone
-// closes it as "pod gone", whatever the reason asked: its rules went with it. A failed revert
-// leaves the fault in state revert-failed, retried by the keeper.
-func (a *Agent) revertLocked(ctx context.Context, h *held, reason string) error {
-	wasHeld := h.f.State == agentapi.StateApplied
+// lockHeld takes fault id's lock, finds it, then takes its namespace's lock: the order Apply
+// takes them in, so that a revert asked while the fault is being applied waits for it and then
+// reverts it, instead of answering that there is no such fault.
+func (a *Agent) lockHeld(ctx context.Context, id string) (*held, func(), error) {
+	unlockID, err := a.locks.lock(ctx, faultKey(id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("fault %s: %w", id, err)
+	}
+	a.mu.Lock()
+	h, ok := a.faults[id]
+	a.mu.Unlock()
+	if !ok {
+		unlockID()
+		return nil, nil, statusf(http.StatusNotFound, "id", "no fault %s on this agent", id)
+	}
+	unlockNS, err := a.locks.lock(ctx, netnsKey(h.target))
+	if err != nil {
+		unlockID()
+		return nil, nil, fmt.Errorf("fault %s: %w", id, err)
+	}
+	return h, func() { unlockNS(); unlockID() }, nil
+}
+
+// state and view read what a concurrent List may read too.
+func (a *Agent) state(h *held) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return h.f.State
+}
+
+func (a *Agent) view(h *held) agentapi.Fault {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return h.f
+}
+
+// revertHeld reverts h from its record and closes its ledger entry; the caller holds its locks
+// (lockFault), not mu. A namespace that is gone closes it as "pod gone", whatever the reason
+// asked: its rules went with it. A failed revert leaves the fault in state revert-failed, retried
+// by the keeper.
+func (a *Agent) revertHeld(ctx context.Context, h *held, reason string) error {
+	wasHeld := a.state(h) == agentapi.StateApplied
 	_, gone, lerr := h.target.Locate()
 	if lerr == nil && gone {
 		reason = agentapi.ReasonPodGone
@@ -81,9 +121,11 @@ func (a *Agent) revertLocked(ctx context.Context, h *held, reason string) error 
 	}
 	if err != nil {
 		a.m.errors.WithLabelValues("revert").Inc()
+		a.mu.Lock()
 		h.f.RevertReason = reason
 		h.f.State, h.f.RevertError = ledger.StateRevertFailed, err.Error()
 		h.retryAt = time.Now().Add(retryBackoff)
+		a.mu.Unlock()
 		if wasHeld {
 			a.m.held.Dec()
 		}
@@ -96,7 +138,9 @@ func (a *Agent) revertLocked(ctx context.Context, h *held, reason string) error 
 	if wasHeld {
 		a.m.held.Dec()
 	}
+	a.mu.Lock()
 	h.f.State, h.f.RevertReason, h.f.RevertedAt, h.f.RevertError = agentapi.StateReverted, reason, now, ""
+	a.mu.Unlock()
 	a.m.reverts.WithLabelValues(reason).Inc()
 	if werr := a.writeMeta(ctx, h, func(e *ledger.Entry) {
 		e.State, e.RevertedAt, e.LastError = ledger.StateReverted, &now, ""

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +34,12 @@ type CRI struct {
 	// Proc, when set, finds the sandbox process by pod UID if the runtime's verbose status has no
 	// pid (runtimes differ in what they put there).
 	Proc *Proc
+
+	// One connection serves every Resolve (a runtime restarted behind the same socket is
+	// reconnected by gRPC): a connection per pod cost a dial and an HTTP/2 handshake each.
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	connEP string
 }
 
 // errNoRuntime means no configured runtime socket exists.
@@ -72,15 +79,10 @@ func (c *CRI) Check(ctx context.Context) (string, error) {
 // Resolve finds the ready sandbox of pod namespace/name (and uid, when given) and its network
 // namespace, from PodSandboxStatus's verbose info.
 func (c *CRI) Resolve(ctx context.Context, namespace, name, uid string) (Pod, error) {
-	ep, err := c.endpoint()
+	ep, conn, err := c.client()
 	if err != nil {
 		return Pod{}, err
 	}
-	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return Pod{}, fmt.Errorf("connect %s: %w", ep, err)
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rs := runtime.NewRuntimeServiceClient(conn)
@@ -130,6 +132,41 @@ func (c *CRI) Resolve(ctx context.Context, namespace, name, uid string) (Pod, er
 		return Pod{}, fmt.Errorf("%w: the runtime at %s told neither the sandbox pid nor its network namespace of pod %s/%s", ErrNotReady, ep, namespace, name)
 	}
 	return p, nil
+}
+
+// client returns the connection to the first configured socket that exists, made on first use
+// and again when that socket changes.
+func (c *CRI) client() (string, *grpc.ClientConn, error) {
+	ep, err := c.endpoint()
+	if err != nil {
+		return "", nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil && c.connEP == ep {
+		return ep, c.conn, nil
+	}
+	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", nil, fmt.Errorf("connect %s: %w", ep, err)
+	}
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	c.conn, c.connEP = conn, ep
+	return ep, conn, nil
+}
+
+// Close closes the connection Resolve keeps; a later Resolve connects again.
+func (c *CRI) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
 }
 
 // verboseInfo reads the sandbox pid and network namespace path from a verbose status's info:

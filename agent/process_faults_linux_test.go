@@ -51,11 +51,17 @@ func TestProcessPauseOnTheHostAndLeaseExpiry(t *testing.T) {
 	// The signal is delivered when the process next runs: wait for it to stop.
 	eventually(t, 10*time.Second, "the process stopped (state T)", func() bool { return local.State(pid) == "T" })
 	eventually(t, 20*time.Second, "the lease to run out and the process to continue", func() bool { return local.State(pid) != "T" })
-	fs, err := h.client.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := find(fs, f.ID); got.State != agentapi.StateReverted || got.RevertReason != agentapi.ReasonLeaseExpired {
+	// The keeper marks the fault reverted after the SIGCONT: wait for the mark too.
+	var got agentapi.Fault
+	eventually(t, 10*time.Second, "the fault marked reverted", func() bool {
+		fs, err := h.client.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ = find(fs, f.ID)
+		return got.State != agentapi.StateApplied
+	})
+	if got.State != agentapi.StateReverted || got.RevertReason != agentapi.ReasonLeaseExpired {
 		t.Fatalf("after the lease: %+v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/faultline-dev/faultline/agent/agentapi"
 	"github.com/faultline-dev/faultline/internal/testenv/netns"
 	"github.com/faultline-dev/faultline/internal/testenv/pki"
+	"github.com/faultline-dev/faultline/safety/ledger"
 )
 
 // binDir holds the faultline binary the tests build, removed when they end.
@@ -188,10 +190,19 @@ func TestAgentProcessSurvivesSIGKILL(t *testing.T) {
 	if time.Now().After(short.ExpiresAt) {
 		t.Fatalf("the kill came %s after the short lease ended: the test cannot tell a revert by the dying agent from one by nobody", time.Since(short.ExpiresAt))
 	}
-	// Nothing reverts while no agent runs: wait past the short lease, and the rules are still there.
-	<-time.After(time.Until(short.ExpiresAt) + 100*time.Millisecond)
-	if reach(t, l.B, server) {
+	if !strings.Contains(snapshot(t, l.A), "FAULTLINE-") {
 		t.Fatal("the partition went away with the agent process")
+	}
+	// Nothing reverts while no agent runs: past the short lease, the agent's ledger still has the
+	// fault applied. (The ledger, not the rules: another test's `faultline recover` sweeps chains
+	// of dead owners in every named namespace, this test's too, and may remove them meanwhile.)
+	<-time.After(time.Until(short.ExpiresAt) + 100*time.Millisecond)
+	open, err := ledger.OpenEntries(ctx, mustOpenLedger(t, state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(open, func(e *ledger.Entry) bool { return e.ID == short.ID }); i < 0 || open[i].State != ledger.StateApplied {
+		t.Fatalf("past its lease with no agent running, the fault is not held as applied in the ledger: %v", open)
 	}
 
 	p2 := startAgentProcess(t, self, ca, state)
@@ -214,7 +225,13 @@ func TestAgentProcessSurvivesSIGKILL(t *testing.T) {
 	if err := p2.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
-	if !strings.Contains(snapshot(t, self), "FAULTLINE-") {
+	// The ledger says what the agent did (its chains, labelled by the dead first agent, are fair
+	// game for another test's sweep).
+	open, err = ledger.OpenEntries(ctx, mustOpenLedger(t, state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(open, func(e *ledger.Entry) bool { return e.ID == long.ID }); i < 0 || open[i].State != ledger.StateApplied {
 		t.Fatal("SIGTERM reverted a held fault")
 	}
 
@@ -228,4 +245,13 @@ func TestAgentProcessSurvivesSIGKILL(t *testing.T) {
 	if got := snapshot(t, self); got != beforeSelf {
 		t.Errorf("rules left in the agent's namespace:\n%s", got)
 	}
+}
+
+func mustOpenLedger(t *testing.T, state string) *ledger.FileLedger {
+	t.Helper()
+	l, err := ledger.OpenFile(filepath.Join(state, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -84,7 +84,12 @@ func (Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env
 		}
 		a.rec.Faults = append(a.rec.Faults, hostFault{ID: faultID(env.RunID, f.Name, name), Host: name, Agent: h.URL(), Netns: netns})
 	}
-	send := f
+	// A copy to send: the fault's specs are pointers shared with the loaded runbook, which a
+	// daemon runs again on its schedule.
+	send, err := clone(f)
+	if err != nil {
+		return nil, err
+	}
 	send.On = nil
 	send.SetNetns("", "")
 	if k := send.ProcessKill; k != nil {
@@ -103,6 +108,19 @@ func (Injector) Prepare(ctx context.Context, f runbooks.Fault, env injectors.Env
 		return nil, err
 	}
 	return a, nil
+}
+
+// clone deep-copies a fault through its JSON form, the form the agents receive.
+func clone(f runbooks.Fault) (runbooks.Fault, error) {
+	var c runbooks.Fault
+	b, err := json.Marshal(f)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return c, fmt.Errorf("copy fault %q: %w", f.Name, err)
+	}
+	return c, nil
 }
 
 // planTimeout bounds the question to each agent in Prepare.

@@ -17,15 +17,16 @@ import (
 	"github.com/faultline-dev/faultline/injectors"
 )
 
-// Fault is one fault on one agent, as the ledger record keeps it.
+// Fault is one fault on one agent. Callers keep their own ledger records (a pod's node, a host's
+// name) and build these from them.
 type Fault struct {
-	ID    string `json:"id"`
-	Agent string `json:"agent"` // https://host:port
+	ID    string
+	Agent string // https://host:port
 	// Where is how people read the target: "pod shop/web-1 on node n1", "host db-1".
-	Where string `json:"-"`
+	Where string
 	// Subject is the target in structured form, for the recorders.
-	Subject injectors.Target `json:"-"`
-	Target  agentapi.Target  `json:"-"`
+	Subject injectors.Target
+	Target  agentapi.Target
 }
 
 // Holder holds a set of faults on their agents for one run.

@@ -108,16 +108,16 @@ func (a *action) Sustain(ctx context.Context, _ injectors.Recorder, report func(
 // is closed at once rather than held: the ledger record keeps only the first round's.
 func (a *action) killRound(ctx context.Context, round int, report func(injectors.Event)) {
 	agentlease.ForEach(len(a.rec.Faults), func(k int) {
-		hf := a.rec.Faults[k]
+		lf := a.rec.Faults[k].leased()
 		req := a.request()
-		req.ID, req.Target = fmt.Sprintf("%s-r%d", hf.ID, round), hf.leased().Target
-		c := a.hold.Agents.Get(hf.Agent)
+		req.ID, req.Target = fmt.Sprintf("%s-r%d", lf.ID, round), lf.Target
+		c := a.hold.Agents.Get(lf.Agent)
 		f, err := c.Apply(ctx, req)
 		if ctx.Err() != nil {
 			return
 		}
-		where := hf.leased().Where
-		ev := injectors.Event{Time: time.Now(), Targets: []string{where}, Subjects: []injectors.Target{hf.leased().Subject}}
+		where := lf.Where
+		ev := injectors.Event{Time: time.Now(), Targets: []string{where}, Subjects: []injectors.Target{lf.Subject}}
 		if err != nil {
 			ev.Message = fmt.Sprintf("round %d on %s: %v", round, where, err)
 		} else {
